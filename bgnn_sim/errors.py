@@ -1,0 +1,25 @@
+"""Errors a user can cause (bad file, wrong units, missing binary).
+
+The CLI turns every `BgnnError` into one line on stderr and a non-zero exit code; anything else
+is a bug and keeps its traceback.
+"""
+
+
+class BgnnError(Exception):
+    """Base class for errors caused by the user's input or environment."""
+
+
+class MeshError(BgnnError):
+    """A geometry file that cannot be used as walls (unreadable, empty, NaN, degenerate, units)."""
+
+
+class DumpError(BgnnError):
+    """A LIGGGHTS dump that is truncated, empty or inconsistent."""
+
+
+class TrajectoryError(BgnnError):
+    """An HDF5 trajectory that is missing, of a wrong format or version, or corrupt."""
+
+
+class OutputExistsError(BgnnError):
+    """An output path exists and overwriting it was not asked for (`--force`)."""

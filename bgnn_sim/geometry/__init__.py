@@ -1,0 +1,1 @@
+"""Container geometry: meshes, walls and their motion, parametric generators, proximity."""

@@ -1,0 +1,1 @@
+"""Trajectory formats: LIGGGHTS dumps in, the HDF5 store, ParaView series out."""

@@ -1,0 +1,286 @@
+"""The HDF5 trajectory store: streamed, flushed per frame, read lazily.
+
+Schema (format "bgnn-sim-trajectory", version 1):
+
+    /                      attrs: format, version, complete (False until the writer closes),
+                                  metadata (JSON of Trajectory.attrs)
+    /particles/ids         [N] int64     LIGGGHTS atom ids
+    /particles/types       [N] int32
+    /particles/radius      [N] float64   metres
+    /frames/time           [T] float64   seconds; written last for each frame, so its length is
+                                         the number of finished frames
+    /frames/positions      [T, N, 3] float64, metres, one chunk per frame, gzip + shuffle
+    /frames/active         [T, N] bool
+    /frames/velocities     [T, N, 3] float32, m/s (optional)
+    /walls/<k>/vertices    [V, 3] float64, /walls/<k>/faces [F, 3] int64;
+                           attrs: name, motion (JSON), removed_at (absent = never removed)
+
+A killed writer leaves a readable file holding every frame finished before the kill, with
+`complete = False` so that it is never mistaken for a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from bgnn_sim.errors import TrajectoryError
+from bgnn_sim.geometry.wall import Wall, motion_from_dict, motion_to_dict
+from bgnn_sim.io.outputs import check_writable
+from bgnn_sim.trajectory import Trajectory
+
+FORMAT = "bgnn-sim-trajectory"
+VERSION = 1
+_FRAME_DATASETS = ("positions", "active", "velocities")
+
+
+class TrajectoryWriter:
+    """Append frames to a new trajectory file, flushing after each one.
+
+    Use as a context manager; the file is marked complete only when the block ends normally.
+
+    Args:
+        path: output .h5 file.
+        ids, types, radius: [N] per-particle constants.
+        walls: the container's walls (stored with their motion).
+        attrs: JSON-serialisable metadata.
+        with_velocities: whether frames carry velocities.
+        force: overwrite an existing file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        ids: np.ndarray,
+        types: np.ndarray,
+        radius: np.ndarray,
+        walls: list[Wall] = (),
+        attrs: dict[str, Any] | None = None,
+        with_velocities: bool = True,
+        force: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        check_writable(self.path, force)
+        n = len(ids)
+        if n == 0:
+            raise TrajectoryError(f"{self.path}: a trajectory needs at least one particle")
+        self.n_particles = n
+        self.n_frames = 0
+        self._last_time = -np.inf
+        self._file = h5py.File(self.path, "w")
+        self._file.attrs.update(
+            format=FORMAT, version=VERSION, complete=False, metadata=json.dumps(attrs or {})
+        )
+        particles = self._file.create_group("particles")
+        particles["ids"] = np.asarray(ids, dtype=np.int64)
+        particles["types"] = np.asarray(types, dtype=np.int32)
+        particles["radius"] = np.asarray(radius, dtype=np.float64)
+        self._create_frame_datasets(n, with_velocities)
+        _write_walls(self._file.create_group("walls"), walls)
+        self._file.flush()
+
+    def _create_frame_datasets(self, n: int, with_velocities: bool) -> None:
+        frames = self._file.create_group("frames")
+        frames.create_dataset(
+            "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,)
+        )
+        compress = dict(compression="gzip", compression_opts=4, shuffle=True)
+        frames.create_dataset(
+            "positions", (0, n, 3), np.float64, maxshape=(None, n, 3), chunks=(1, n, 3), **compress
+        )
+        frames.create_dataset("active", (0, n), bool, maxshape=(None, n), chunks=(1, n), **compress)
+        if with_velocities:
+            frames.create_dataset(
+                "velocities",
+                (0, n, 3),
+                np.float32,
+                maxshape=(None, n, 3),
+                chunks=(1, n, 3),
+                **compress,
+            )
+
+    def append(
+        self,
+        time: float,
+        positions: np.ndarray,
+        active: np.ndarray,
+        velocities: np.ndarray | None = None,
+    ) -> None:
+        """Write one frame: positions [N, 3], active [N], velocities [N, 3] (if enabled)."""
+        if not time > self._last_time:
+            raise ValueError(f"frame time {time} does not follow {self._last_time}")
+        positions = np.where(active[:, None], positions, 0.0)
+        if not np.isfinite(positions).all():
+            raise TrajectoryError(f"{self.path}: non-finite positions at t={time:g} s, not written")
+        frames = self._file["frames"]
+        values = {"positions": positions, "active": active, "velocities": velocities}
+        for name in _FRAME_DATASETS:
+            if name in frames:
+                if values[name] is None:
+                    raise ValueError(f"{name} missing for a trajectory that stores them")
+                frames[name].resize(self.n_frames + 1, axis=0)
+                frames[name][self.n_frames] = values[name]
+        # Time last: its length is what readers trust as the number of finished frames.
+        frames["time"].resize(self.n_frames + 1, axis=0)
+        frames["time"][self.n_frames] = time
+        self._file.flush()
+        self.n_frames += 1
+        self._last_time = time
+
+    def close(self, complete: bool = True) -> None:
+        if self._file.id.valid:
+            self._file.attrs["complete"] = complete
+            self._file.close()
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(complete=exc_type is None)
+
+
+def write_trajectory(path: str | Path, trajectory: Trajectory, force: bool = False) -> None:
+    """Write a whole in-memory trajectory."""
+    tr = trajectory
+    with TrajectoryWriter(
+        path, tr.ids, tr.types, tr.radius, tr.walls, tr.attrs, tr.velocities is not None, force
+    ) as writer:
+        for t in range(tr.n_frames):
+            velocities = None if tr.velocities is None else tr.velocities[t]
+            writer.append(float(tr.time[t]), tr.positions[t], tr.active[t], velocities)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame read from a trajectory file."""
+
+    time: float
+    positions: np.ndarray  # [N, 3]
+    active: np.ndarray  # [N]
+    velocities: np.ndarray | None  # [N, 3]
+
+
+class TrajectoryFile:
+    """Read-only, lazy view of a trajectory file: frames are read from disk when asked for."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TrajectoryError(f"{self.path}: no such file")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise TrajectoryError(f"{self.path}: not a readable HDF5 file ({exc})") from exc
+        try:
+            self._check_format()
+            self._read_header()
+        except (KeyError, ValueError, OSError) as exc:
+            self._file.close()
+            raise TrajectoryError(f"{self.path}: corrupt trajectory file ({exc})") from exc
+
+    def _check_format(self) -> None:
+        attrs = self._file.attrs
+        if attrs.get("format") != FORMAT:
+            raise TrajectoryError(f"{self.path}: not a bgnn-sim trajectory (no format={FORMAT!r})")
+        if attrs.get("version") != VERSION:
+            raise TrajectoryError(
+                f"{self.path}: trajectory format version {attrs.get('version')} is not supported "
+                f"(this bgnn-sim reads version {VERSION})"
+            )
+
+    def _read_header(self) -> None:
+        frames = self._file["frames"]
+        self._frames = frames
+        time = frames["time"][:]
+        # A writer killed mid-frame may have grown other datasets by one row more than time.
+        lengths = [len(frames[name]) for name in _FRAME_DATASETS if name in frames]
+        self.n_frames = min(len(time), *lengths)
+        self.time = time[: self.n_frames]
+        particles = self._file["particles"]
+        self.ids = particles["ids"][:]
+        self.types = particles["types"][:]
+        self.radius = particles["radius"][:]
+        self.complete = bool(self._file.attrs["complete"])
+        self.attrs: dict[str, Any] = json.loads(self._file.attrs["metadata"])
+        self.walls = _read_walls(self._file["walls"])
+
+    @property
+    def n_particles(self) -> int:
+        return len(self.ids)
+
+    @property
+    def has_velocities(self) -> bool:
+        return "velocities" in self._frames
+
+    def frame(self, index: int) -> Frame:
+        """Frame `index` (negative counts from the end): positions [N, 3], active [N]."""
+        if not -self.n_frames <= index < self.n_frames:
+            raise IndexError(f"frame {index} out of range for {self.n_frames} frames")
+        index %= self.n_frames
+        velocities = self._frames["velocities"][index] if self.has_velocities else None
+        return Frame(
+            float(self.time[index]),
+            self._frames["positions"][index],
+            self._frames["active"][index],
+            velocities,
+        )
+
+    def read(self, start: int = 0, stop: int | None = None) -> Trajectory:
+        """Frames [start, stop) in memory as a Trajectory (all of them by default)."""
+        stop = self.n_frames if stop is None else min(stop, self.n_frames)
+        span = slice(start, stop)
+        return Trajectory(
+            time=self.time[span].copy(),
+            positions=self._frames["positions"][span],
+            active=self._frames["active"][span],
+            ids=self.ids,
+            types=self.types,
+            radius=self.radius,
+            velocities=self._frames["velocities"][span] if self.has_velocities else None,
+            walls=self.walls,
+            attrs=dict(self.attrs),
+        )
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TrajectoryFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_trajectory(path: str | Path) -> Trajectory:
+    """Read a whole trajectory file into memory."""
+    with TrajectoryFile(path) as f:
+        return f.read()
+
+
+def _write_walls(group: h5py.Group, walls: list[Wall]) -> None:
+    for k, wall in enumerate(walls):
+        g = group.create_group(f"{k:03d}")
+        g["vertices"] = wall.vertices
+        g["faces"] = wall.faces
+        g.attrs["name"] = wall.name
+        g.attrs["motion"] = json.dumps(motion_to_dict(wall.motion))
+        if wall.removed_at is not None:
+            g.attrs["removed_at"] = wall.removed_at
+
+
+def _read_walls(group: h5py.Group) -> list[Wall]:
+    return [
+        Wall(
+            name=str(g.attrs["name"]),
+            vertices=g["vertices"][:],
+            faces=g["faces"][:],
+            motion=motion_from_dict(json.loads(g.attrs["motion"])),
+            removed_at=float(g.attrs["removed_at"]) if "removed_at" in g.attrs else None,
+        )
+        for _, g in sorted(group.items())
+    ]

@@ -1,0 +1,125 @@
+"""ParaView export: a `.vtp` file per frame for the particles and the walls, and `.pvd`
+collections that give each file its physical time.
+
+Particles and walls are two collections (`particles.pvd`, `walls.pvd`) so that ParaView can draw
+them differently (spheres from a Glyph or Point Gaussian on the particles, a translucent surface
+for the walls). A wall file is written only when the walls' pose changes: static walls are one
+file referenced at every time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+import pyvista as pv
+
+from bgnn_sim.errors import OutputExistsError
+from bgnn_sim.geometry.wall import Wall
+from bgnn_sim.io.hdf5 import Frame, TrajectoryFile
+
+PARTICLES_PVD = "particles.pvd"
+WALLS_PVD = "walls.pvd"
+_OUR_FILES = ("particles_*.vtp", "walls_*.vtp", PARTICLES_PVD, WALLS_PVD)
+
+
+def export_vtk(
+    trajectory: TrajectoryFile, out_dir: str | Path, every: int = 1, force: bool = False
+) -> Path:
+    """Write the ParaView series of a trajectory, reading one frame at a time.
+
+    Args:
+        trajectory: an open trajectory file.
+        out_dir: folder for the series (created; must be empty of a previous series unless force).
+        every: write every k-th frame.
+        force: replace a previous series in `out_dir`.
+
+    Returns:
+        The path of `particles.pvd`.
+    """
+    out_dir = Path(out_dir)
+    _prepare_dir(out_dir, force)
+    particle_entries, wall_entries = [], []
+    wall_file, wall_key = None, None
+    for index in range(0, trajectory.n_frames, every):
+        frame = trajectory.frame(index)
+        velocities = frame.velocities
+        if velocities is None:
+            velocities = _finite_difference_velocity(trajectory, index, frame)
+        name = f"particles_{index:06d}.vtp"
+        particles_polydata(trajectory, frame, velocities).save(out_dir / name)
+        particle_entries.append((frame.time, name))
+        key = _wall_key(trajectory.walls, frame.time)
+        if key != wall_key:
+            wall_file, wall_key = f"walls_{index:06d}.vtp", key
+            walls_polydata(trajectory.walls, frame.time).save(out_dir / wall_file)
+        wall_entries.append((frame.time, wall_file))
+    _write_pvd(out_dir / WALLS_PVD, wall_entries)
+    _write_pvd(out_dir / PARTICLES_PVD, particle_entries)
+    return out_dir / PARTICLES_PVD
+
+
+def particles_polydata(trajectory: TrajectoryFile, frame: Frame, velocities: np.ndarray):
+    """Active particles of one frame as points with id, type, velocity and radius arrays."""
+    active = frame.active
+    cloud = pv.PolyData(np.ascontiguousarray(frame.positions[active]))
+    cloud.point_data["id"] = trajectory.ids[active]
+    cloud.point_data["type"] = trajectory.types[active]
+    cloud.point_data["velocity"] = np.asarray(velocities[active], dtype=np.float32)
+    cloud.point_data["radius"] = trajectory.radius[active]
+    return cloud
+
+
+def walls_polydata(walls: list[Wall], time: float) -> pv.PolyData:
+    """Walls present at `time`, posed, with per-vertex wall velocity and per-cell wall index."""
+    meshes = []
+    for k, wall in enumerate(walls):
+        if not wall.present_at(time):
+            continue
+        vertices = wall.vertices_at(time)
+        faces = np.column_stack([np.full(len(wall.faces), 3), wall.faces]).ravel()
+        mesh = pv.PolyData(vertices, faces)
+        mesh.point_data["velocity"] = wall.velocity_at(vertices, time).astype(np.float32)
+        mesh.cell_data["wall"] = np.full(len(wall.faces), k, dtype=np.int32)
+        meshes.append(mesh)
+    return pv.merge(meshes) if meshes else pv.PolyData()
+
+
+def _wall_key(walls: list[Wall], time: float) -> tuple:
+    """Changes exactly when the walls' drawn geometry changes (pose or presence)."""
+    return tuple((w.present_at(time), w.motion.transform(time).round(12).tobytes()) for w in walls)
+
+
+def _finite_difference_velocity(trajectory: TrajectoryFile, index: int, frame: Frame):
+    """Backward-difference velocity [N, 3] for trajectories stored without velocities."""
+    if trajectory.n_frames < 2:
+        return np.zeros_like(frame.positions)
+    other = trajectory.frame(index - 1 if index > 0 else 1)
+    return (frame.positions - other.positions) / (frame.time - other.time)
+
+
+def _prepare_dir(out_dir: Path, force: bool) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = [p for pattern in _OUR_FILES for p in out_dir.glob(pattern)]
+    if existing and not force:
+        raise OutputExistsError(f"{out_dir} already holds a ParaView series; pass --force")
+    for path in existing:
+        path.unlink()
+
+
+def _write_pvd(path: Path, entries: list[tuple[float, str]]) -> None:
+    """A ParaView collection: one DataSet per time, `timestep` in seconds."""
+    lines = [
+        '<?xml version="1.0"?>',
+        '<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">',
+        "  <Collection>",
+        *(
+            f'    <DataSet timestep="{float(time)!r}" part="0" file={quoteattr(name)}/>'
+            for time, name in entries
+        ),
+        "  </Collection>",
+        "</VTKFile>",
+        "",
+    ]
+    path.write_text("\n".join(lines))

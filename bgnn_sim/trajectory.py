@@ -1,0 +1,62 @@
+"""The trajectory: the one format shared by LIGGGHTS conversions, training data and rollouts.
+
+Particles are columns: particle j is the same atom (same LIGGGHTS id) in every frame. A particle
+that is not in the simulation at a frame (not yet inserted, or removed by a sink) has
+`active[t, j] = False`; its position and velocity at that frame are zero and carry no meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bgnn_sim.geometry.wall import Wall
+
+
+@dataclass
+class Trajectory:
+    """Particle positions over time, with the walls that contained them.
+
+    Attributes:
+        time: [T] physical time of each frame, seconds, strictly increasing.
+        positions: [T, N, 3] float64, metres.
+        active: [T, N] bool, whether particle j exists at frame t.
+        ids: [N] int64, LIGGGHTS atom ids (unique).
+        types: [N] int32, particle types (LIGGGHTS numbering, from 1).
+        radius: [N] float64, metres.
+        velocities: [T, N, 3] float32, m/s, when the source provides them (LIGGGHTS does).
+        walls: the container's walls and their motion.
+        attrs: free metadata (source, DEM step, scenario parameters); JSON-serialisable values.
+    """
+
+    time: np.ndarray
+    positions: np.ndarray
+    active: np.ndarray
+    ids: np.ndarray
+    types: np.ndarray
+    radius: np.ndarray
+    velocities: np.ndarray | None = None
+    walls: list[Wall] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n_frames, n_particles = self.active.shape
+        if self.positions.shape != (n_frames, n_particles, 3):
+            raise ValueError(f"positions {self.positions.shape} != {(n_frames, n_particles, 3)}")
+        if self.time.shape != (n_frames,):
+            raise ValueError(f"time {self.time.shape} != {(n_frames,)}")
+        for name in ("ids", "types", "radius"):
+            if getattr(self, name).shape != (n_particles,):
+                raise ValueError(f"{name} {getattr(self, name).shape} != {(n_particles,)}")
+        if self.velocities is not None and self.velocities.shape != self.positions.shape:
+            raise ValueError(f"velocities {self.velocities.shape} != {self.positions.shape}")
+
+    @property
+    def n_frames(self) -> int:
+        return self.active.shape[0]
+
+    @property
+    def n_particles(self) -> int:
+        return self.active.shape[1]

@@ -1,0 +1,3 @@
+from bgnn_cli.main import app
+
+app(prog_name="bgnn")

@@ -1,0 +1,158 @@
+"""The `bgnn` command: parse, call bgnn_sim, report. No simulation logic lives here."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bgnn_sim.errors import BgnnError
+
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+Scale = Annotated[
+    float, typer.Option(help="Factor applied to mesh coordinates (0.001 for millimetres).")
+]
+
+
+class App(typer.Typer):
+    """A Typer app that turns user errors into one line on stderr and exit code 1."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except BgnnError as exc:
+            typer.echo("error: " + " ".join(str(exc).split()), err=True)
+            raise SystemExit(1) from None
+
+
+app = App(
+    help="bgnn-sim: learned granular-flow simulation in hoppers and drums.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+mesh_app = typer.Typer(help="Generate container meshes (metres).", no_args_is_help=True)
+app.add_typer(mesh_app, name="mesh")
+
+
+@app.command()
+def info(
+    path: Annotated[Path, typer.Argument(help="A mesh (.stl/.obj/.ply) or a trajectory (.h5).")],
+    scale: Scale = 1.0,
+) -> None:
+    """Summarise a mesh or a trajectory file."""
+    from bgnn_cli.report import describe
+
+    for line in describe(path, scale):
+        typer.echo(line)
+
+
+@app.command()
+def convert(
+    dumps: Annotated[
+        list[str], typer.Argument(help="LIGGGHTS dump files or glob patterns (quote them).")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Trajectory file (.h5).")],
+    dem_dt: Annotated[float, typer.Option(help="LIGGGHTS time step (s): time = step x dt.")] = (
+        2.5e-5
+    ),
+    radius: Annotated[
+        float | None, typer.Option(help="Particle radius (m) when the dumps have none.")
+    ] = None,
+    mesh: Annotated[
+        Path | None, typer.Option(help="Container mesh to store as static walls.")
+    ] = None,
+    scale: Scale = 1.0,
+    force: Force = False,
+) -> None:
+    """Convert LIGGGHTS dumps (text `dump custom`, .gz, or `custom/vtk`) to a trajectory."""
+    from bgnn_sim.geometry.mesh import load_walls
+    from bgnn_sim.io.hdf5 import write_trajectory
+    from bgnn_sim.io.liggghts import read_dumps
+    from bgnn_sim.io.outputs import check_writable
+
+    check_writable(output, force)
+    trajectory = read_dumps(dumps, dem_dt=dem_dt, radius=radius)
+    if mesh is not None:
+        trajectory.walls = load_walls(mesh, scale)
+    write_trajectory(output, trajectory, force=force)
+    typer.echo(
+        f"wrote {output}: {trajectory.n_particles} particles, {trajectory.n_frames} frames, "
+        f"t = {trajectory.time[0]:g} .. {trajectory.time[-1]:g} s"
+    )
+
+
+@app.command()
+def export(
+    trajectory: Annotated[Path, typer.Argument(help="Trajectory file (.h5).")],
+    vtk: Annotated[Path, typer.Option(help="Folder for the ParaView series.")],
+    every: Annotated[int, typer.Option(min=1, help="Write every k-th frame.")] = 1,
+    force: Force = False,
+) -> None:
+    """Write a ParaView series (particles.pvd, walls.pvd and a .vtp per frame)."""
+    from bgnn_sim.io.hdf5 import TrajectoryFile
+    from bgnn_sim.io.vtk import export_vtk
+
+    with TrajectoryFile(trajectory) as traj:
+        pvd = export_vtk(traj, vtk, every=every, force=force)
+    typer.echo(f"wrote {pvd} and {pvd.with_name('walls.pvd')}: open both in ParaView")
+
+
+class HopperShape(str, Enum):
+    conical = "conical"
+    wedge = "wedge"
+    pyramid = "pyramid"
+
+
+Output = Annotated[Path, typer.Option("-o", "--output", help="Mesh file (.stl, .obj or .ply).")]
+
+
+@mesh_app.command("hopper")
+def mesh_hopper(
+    output: Output,
+    shape: Annotated[HopperShape, typer.Option(help="Cross-section.")] = HopperShape.conical,
+    outlet: Annotated[float, typer.Option(help="Outlet diameter/side/slot width (m).")] = 0.024,
+    angle: Annotated[float, typer.Option(help="Wall angle from the vertical (deg).")] = 30.0,
+    top: Annotated[float, typer.Option(help="Width of the top opening (m).")] = 0.07,
+    bin_height: Annotated[float, typer.Option(help="Height of the vertical bin (m).")] = 0.03,
+    depth: Annotated[float, typer.Option(help="Extent along y of a wedge (m).")] = 0.04,
+    force: Force = False,
+) -> None:
+    """A hopper with its outlet centred at the origin in the plane z = 0."""
+    from bgnn_sim.geometry.generators import HopperSpec, hopper
+
+    spec = _checked(HopperSpec, shape.value, outlet, angle, top, bin_height, depth)
+    _save_mesh(hopper(spec), output, force)
+
+
+@mesh_app.command("drum")
+def mesh_drum(
+    output: Output,
+    radius: Annotated[float, typer.Option(help="Inner radius (m).")] = 0.05,
+    length: Annotated[float, typer.Option(help="Length along the axis y (m).")] = 0.04,
+    force: Force = False,
+) -> None:
+    """A closed cylindrical drum with its axis along y, centred at the origin."""
+    from bgnn_sim.geometry.generators import drum
+
+    _save_mesh(_checked(drum, radius, length), output, force)
+
+
+def _checked(factory, *args):
+    """Call a geometry factory, reporting bad dimensions as a usage error."""
+    try:
+        return factory(*args)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _save_mesh(mesh, output: Path, force: bool) -> None:
+    from bgnn_sim.geometry.mesh import save_mesh
+
+    save_mesh(mesh, output, force)
+    typer.echo(f"wrote {output}: {len(mesh.faces)} triangles, extent {mesh.extents.round(4)} m")
+
+
+if __name__ == "__main__":
+    app()
