@@ -1,15 +1,10 @@
-"""Shared fixtures: the repository's meshes and the committed real LIGGGHTS run."""
+"""Shared pytest fixtures."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from bgnn_cli.main import app
 
-REPO = Path(__file__).resolve().parents[1]
-MESHES = REPO / "meshes"
-LIGGGHTS_HOPPER = Path(__file__).parent / "fixtures" / "liggghts_hopper"
+from bgnn_cli.main import app
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import pyvista as pv
 
 from bgnn_sim.geometry.mesh import load_walls
 from bgnn_sim.io.hdf5 import write_trajectory
-from tests.conftest import LIGGGHTS_HOPPER, MESHES
-from tests.test_hdf5 import make_trajectory
+from tests.helpers import LIGGGHTS_HOPPER, MESHES, make_trajectory
 
 
 def test_info_mesh(run_cli):

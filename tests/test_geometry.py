@@ -20,7 +20,7 @@ from bgnn_sim.geometry.wall import (
     motion_from_dict,
     motion_to_dict,
 )
-from tests.conftest import MESHES
+from tests.helpers import MESHES
 
 
 @pytest.mark.parametrize("shape", HOPPER_SHAPES)

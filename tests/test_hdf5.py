@@ -11,35 +11,8 @@ import numpy as np
 import pytest
 
 from bgnn_sim.errors import OutputExistsError, TrajectoryError
-from bgnn_sim.geometry.generators import drum
-from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.io.hdf5 import TrajectoryFile, TrajectoryWriter, read_trajectory, write_trajectory
-from bgnn_sim.trajectory import Trajectory
-
-
-def make_trajectory(n_frames=6, n_particles=20, seed=0) -> Trajectory:
-    rng = np.random.default_rng(seed)
-    active = np.ones((n_frames, n_particles), bool)
-    active[4:, :3] = False  # three particles leave through a sink
-    positions = np.where(active[..., None], rng.normal(size=(n_frames, n_particles, 3)), 0.0)
-    mesh = drum()
-    walls = [
-        Wall(
-            "drum", np.asarray(mesh.vertices), np.asarray(mesh.faces), Rotation((0, 1, 0), rpm=20)
-        ),
-        make_gate((0, 0, 0), 0.02, open_at=0.003),
-    ]
-    return Trajectory(
-        time=np.arange(n_frames) * 1e-3,
-        positions=positions,
-        active=active,
-        ids=np.arange(n_particles, dtype=np.int64) * 3 + 1,
-        types=rng.integers(1, 3, n_particles).astype(np.int32),
-        radius=np.full(n_particles, 0.002),
-        velocities=rng.normal(size=(n_frames, n_particles, 3)).astype(np.float32),
-        walls=walls,
-        attrs={"source": "test", "dem_dt": 2.5e-5},
-    )
+from tests.helpers import make_trajectory
 
 
 def test_round_trip_is_exact(tmp_path):

@@ -13,8 +13,9 @@ import trimesh
 
 from bgnn_sim.errors import DumpError
 from bgnn_sim.io.liggghts import iter_dump_frames, read_dumps
+from tests.helpers import LIGGGHTS_HOPPER
 
-FIXTURE = Path(__file__).parent / "fixtures" / "liggghts_hopper"
+FIXTURE = LIGGGHTS_HOPPER
 DEM_DT = 2.5e-5
 FRAME_DT = 40 * DEM_DT
 RADIUS = 0.002

@@ -9,7 +9,7 @@ import pyvista as pv
 from bgnn_sim.errors import OutputExistsError
 from bgnn_sim.io.hdf5 import TrajectoryFile, write_trajectory
 from bgnn_sim.io.vtk import export_vtk
-from tests.test_hdf5 import make_trajectory
+from tests.helpers import make_trajectory
 
 
 def read_series(pvd, time):
