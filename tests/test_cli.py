@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 
+import h5py
 import numpy as np
 import pytest
 import pyvista as pv
+import trimesh
 
 from bgnn_sim.geometry.mesh import load_walls
 from bgnn_sim.io.hdf5 import write_trajectory
@@ -135,3 +137,39 @@ def test_convert_keeps_existing_output(run_cli, tmp_path):
     out.write_bytes(b"precious")
     code, _, err = run_cli("convert", LIGGGHTS_HOPPER / "post" / "dump*.liggghts.gz", "-o", out)
     assert code == 1 and "--force" in err and out.read_bytes() == b"precious"
+
+
+def _nan_obj(path):
+    path.write_text("v 0 0 0\nv nan 0 0\nv 0 0.1 0\nf 1 2 3\n")
+
+
+def _degenerate_stl(path):
+    tri = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0]], float)
+    trimesh.Trimesh(tri, [[0, 1, 2], [0, 1, 1]], process=False).export(path)
+
+
+def _foreign_h5(path):
+    with h5py.File(path, "w") as f:
+        f["x"] = 1
+
+
+def _empty_dump(path):
+    path.write_text("")
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "command", "message"),
+    [
+        ("nan.obj", _nan_obj, "info", "NaN or infinite coordinates"),
+        ("flat.stl", _degenerate_stl, "info", "1 of 2 triangles are degenerate"),
+        ("other.h5", _foreign_h5, "info", "not a bgnn-sim trajectory"),
+        ("dump1.liggghts", _empty_dump, "convert", "empty dump file"),
+    ],
+)
+def test_bad_inputs_exit_1_with_one_line(run_cli, tmp_path, name, make, command, message):
+    path = tmp_path / name
+    make(path)
+    args = (command, path) if command == "info" else (command, path, "-o", tmp_path / "t.h5")
+    code, out, err = run_cli(*args)
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: {path}") and message in err

@@ -60,7 +60,9 @@ def export_vtk(
     return out_dir / PARTICLES_PVD
 
 
-def particles_polydata(trajectory: TrajectoryFile, frame: Frame, velocities: np.ndarray):
+def particles_polydata(
+    trajectory: TrajectoryFile, frame: Frame, velocities: np.ndarray
+) -> pv.PolyData:
     """Active particles of one frame as points with id, type, velocity and radius arrays."""
     active = frame.active
     cloud = pv.PolyData(np.ascontiguousarray(frame.positions[active]))
