@@ -23,3 +23,7 @@ class TrajectoryError(BgnnError):
 
 class OutputExistsError(BgnnError):
     """An output path exists and overwriting it was not asked for (`--force`)."""
+
+
+class DemError(BgnnError):
+    """LIGGGHTS is missing, or a LIGGGHTS run failed (with the relevant lines of its log)."""

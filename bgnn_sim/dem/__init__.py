@@ -1,0 +1,1 @@
+"""DEM data from the real LIGGGHTS: scenario families, input decks, the runner."""
