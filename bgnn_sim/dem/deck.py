@@ -50,7 +50,7 @@ def _hopper_deck(s: HopperScenario, m: Material, timing: Timing) -> str:
     spec = s.spec
     half = spec.top / 2 + 2 * m.diameter
     domain = (-half, half, -half, half, -s.sink_depth - 2 * m.diameter, spec.height + m.diameter)
-    # Insertion: the vertical bin, spheres wholly inside (all_in) and a tenth of d off the walls.
+    # Insertion: the vertical bin, spheres wholly inside (all_in), 0.05 d off the walls.
     inner = spec.top / 2 - 0.05 * m.diameter
     z0, z1 = spec.cone_height, spec.height - 0.05 * m.diameter
     if spec.shape == "conical":
