@@ -90,25 +90,26 @@ def run_scenarios(
     material: Material,
     timing: Timing,
     workers: int = 1,
-    on_finished: Callable[[Path], None] | None = None,
+    on_finished: Callable[[Path, DemError | None], None] | None = None,
 ) -> None:
     """Run (scenario, run_dir) pairs, `workers` at a time; finished runs are skipped.
 
-    Every run is attempted; the first failure is raised once all have ended.
+    `on_finished(run_dir, error)` is called as each run ends (error None on success). Every run
+    is attempted; the first failure is raised once all have ended.
     """
     find_liggghts()
     runs = list(runs)
 
     def one(run: tuple[object, Path]) -> DemError | None:
         scenario, run_dir = run
+        error = None
         try:
             run_scenario(scenario, run_dir, material, timing)
         except DemError as exc:
-            return exc
-        finally:
-            if on_finished is not None:
-                on_finished(run_dir)
-        return None
+            error = exc
+        if on_finished is not None:
+            on_finished(run_dir, error)
+        return error
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         errors = [e for e in pool.map(one, runs) if e is not None]

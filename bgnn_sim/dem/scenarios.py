@@ -154,7 +154,7 @@ PRESETS: dict[str, tuple[HopperFamily, DrumFamily]] = {
             outlet_diameters=(5.0, 6.0),  # narrower outlets jam with so few particles
             particles=(150, 250),
             top=(0.04, 0.045),
-            settle_time=0.3,
+            settle_time=0.4,
             settled_record=0.05,
             discharge_time=0.1,
         ),

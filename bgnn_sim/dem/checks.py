@@ -1,0 +1,105 @@
+"""Physical sanity checks of a generated trajectory, recorded in the dataset manifest.
+
+- containment: no active particle centre is outside the container by more than a tolerance
+  (a tenth of a radius: LIGGGHTS's soft contacts overlap a little);
+- rest: the bed recorded before the gate opens (hopper) or the rotation starts (drum) is at
+  rest-ish (root-mean-square particle speed of every such frame under REST_RMS_SPEED; a few
+  rattlers may still move);
+- bookkeeping: every inserted particle is recorded, and a particle only disappears through the
+  sink below the outlet (inserted = remaining + sunk).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bgnn_sim.dem.config import Material
+from bgnn_sim.dem.scenarios import DrumScenario, HopperScenario
+from bgnn_sim.trajectory import Trajectory
+
+OVERLAP_TOLERANCE = 0.1  # in radii
+REST_RMS_SPEED = 0.01  # m/s
+
+
+def sanity_checks(traj: Trajectory, scenario, material: Material, start: float) -> dict:
+    """Run every check; returns {"passed": bool, name: {"passed": bool, ...figures}}.
+
+    Args:
+        traj: the run's trajectory (with velocities).
+        scenario: the HopperScenario or DrumScenario that produced it.
+        material: the particles' material.
+        start: time (s) at which the gate opens or the rotation starts.
+    """
+    outside = _outside_distance(traj, scenario, material)
+    worst = float(outside.max(initial=0.0))
+    containment = {
+        "passed": bool(worst <= OVERLAP_TOLERANCE * material.radius),
+        "max_outside_m": worst,
+    }
+    frame_dt = traj.time[1] - traj.time[0] if traj.n_frames > 1 else 1.0
+    before = traj.time < start - 0.5 * frame_dt
+    before[0] = True  # the first frame is at rest in both families
+    speed2 = np.sum(traj.velocities[before].astype(np.float64) ** 2, axis=-1)  # [K, N]
+    active = traj.active[before]
+    rms = np.sqrt((speed2 * active).sum(axis=1) / np.maximum(active.sum(axis=1), 1)).max()
+    rest = {
+        "passed": bool(rms <= REST_RMS_SPEED),
+        "rms_speed_ms": float(rms),
+        "max_speed_ms": float(np.sqrt(speed2[active].max())),
+    }
+    checks = {
+        "containment": containment,
+        "rest": rest,
+        "bookkeeping": _bookkeeping(traj, scenario),
+    }
+    checks["passed"] = all(c["passed"] for c in checks.values())
+    return checks
+
+
+def _outside_distance(traj: Trajectory, scenario, material: Material) -> np.ndarray:
+    """How far each active particle centre is beyond where a touching sphere's centre can be."""
+    positions = traj.positions[traj.active]  # [K, 3]
+    if isinstance(scenario, DrumScenario):
+        radial = np.hypot(positions[:, 0], positions[:, 2]) - (scenario.radius - material.radius)
+        axial = np.abs(positions[:, 1]) - (scenario.length / 2 - material.radius)
+        return np.maximum(radial, axial)
+    return _outside_hopper(positions, scenario, material)
+
+
+def _outside_hopper(positions: np.ndarray, s: HopperScenario, m: Material) -> np.ndarray:
+    """Distance outside the hopper's walls, for centres above the outlet (below it they fall)."""
+    spec = s.spec
+    above = positions[positions[:, 2] > 0.0]
+    tan = math.tan(math.radians(spec.angle))
+    half = spec.outlet / 2 + np.minimum(above[:, 2], spec.cone_height) * tan
+    # Distance from a centre to a wall is measured along the wall's normal: inclined in the
+    # converging section, horizontal in the vertical bin above it.
+    cos = np.where(above[:, 2] < spec.cone_height, math.cos(math.radians(spec.angle)), 1.0)
+    x, y = np.abs(above[:, 0]), np.abs(above[:, 1])
+    if spec.shape == "conical":
+        lateral = (np.hypot(x, y) - half) * cos
+    elif spec.shape == "pyramid":
+        lateral = (np.maximum(x, y) - half) * cos
+    else:
+        lateral = np.maximum((x - half) * cos, y - spec.depth / 2)
+    return lateral + m.radius
+
+
+def _bookkeeping(traj: Trajectory, scenario) -> dict:
+    inserted = scenario.n_particles
+    recorded = int(traj.active[0].sum())
+    remaining = int(traj.active[-1].sum())
+    # A particle's last recorded position before it disappears must be below the outlet.
+    gone = ~traj.active[-1]
+    last = traj.active.shape[0] - 1 - np.argmax(traj.active[::-1], axis=0)  # [N] last frame
+    last_z = traj.positions[last, np.arange(traj.n_particles), 2]
+    escaped = int((gone & (last_z > 0.0)).sum())
+    return {
+        "passed": bool(recorded == inserted == traj.n_particles and escaped == 0),
+        "inserted": inserted,
+        "remaining": remaining,
+        "sunk": inserted - remaining,
+        "vanished_above_outlet": escaped,
+    }

@@ -1,0 +1,136 @@
+"""Datasets: LIGGGHTS runs -> one HDF5 trajectory per run -> a folder with a manifest.
+
+Layout of a dataset folder:
+
+    manifest.json            format, version, material, timing, runs (scenario, split, file,
+                             sanity checks), splits, normalisation statistics (train split)
+    trajectories/NAME.h5     one trajectory per run (bgnn-sim-trajectory format)
+    runs/NAME/               the LIGGGHTS working folder (deck, walls.stl, dumps, log)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from bgnn_sim.dem.checks import sanity_checks
+from bgnn_sim.dem.config import Material, Timing
+from bgnn_sim.dem.deck import DUMP_PATTERN, walls_mesh
+from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
+from bgnn_sim.io.hdf5 import TrajectoryFile, write_trajectory
+from bgnn_sim.io.liggghts import read_dumps
+from bgnn_sim.io.outputs import write_atomically
+from bgnn_sim.trajectory import Trajectory
+
+FORMAT = "bgnn-sim-dataset"
+VERSION = 1
+MANIFEST = "manifest.json"
+SPLITS = ("train", "valid", "test")
+# Edge statistics: neighbours within this many radii (BGNN's hopper cutoff), on a subsample.
+CUTOFF_RADII = 4.0
+_STAT_FRAMES_PER_RUN = 20
+
+
+def start_time(scenario, timing: Timing) -> float:
+    """Time (s) at which the gate opens or the drum starts turning, as the deck schedules it."""
+    if scenario.kind == "hopper":
+        settle = timing.steps(scenario.settle_time - scenario.settled_record)
+        return (settle + timing.steps(scenario.settled_record)) * timing.dem_dt
+    return timing.steps(scenario.settle_time) * timing.dem_dt
+
+
+def scenario_walls(scenario, timing: Timing) -> list[Wall]:
+    """The walls of a run with the motion LIGGGHTS gave them."""
+    mesh = walls_mesh(scenario)
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int64)
+    start = start_time(scenario, timing)
+    if scenario.kind == "hopper":
+        gate = make_gate((0.0, 0.0, 0.0), scenario.spec.top, open_at=start)
+        return [Wall("hopper", vertices, faces), gate]
+    rotation = Rotation(axis=(0.0, 1.0, 0.0), rpm=scenario.rpm, start=start)
+    return [Wall("drum", vertices, faces, rotation)]
+
+
+def build_trajectory(
+    scenario, run_dir: Path, material: Material, timing: Timing
+) -> tuple[Trajectory, dict]:
+    """Read a finished run's dumps into a trajectory with walls and metadata; run the checks."""
+    traj = read_dumps(str(run_dir / DUMP_PATTERN), dem_dt=timing.dem_dt)
+    traj.walls = scenario_walls(scenario, timing)
+    checks = sanity_checks(traj, scenario, material, start_time(scenario, timing))
+    traj.attrs.update(
+        kind=scenario.kind,
+        scenario=_jsonable(scenario),
+        material=dataclasses.asdict(material),
+        timing=dataclasses.asdict(timing),
+        start_time=start_time(scenario, timing),
+        checks=checks,
+    )
+    return traj, checks
+
+
+def assign_splits(names: list[str], seed: int) -> dict[str, str]:
+    """Split runs into train/valid/test: 1/8 each for valid and test (at least one each)."""
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_hold = max(1, round(len(names) / 8))
+    split_of = {}
+    for rank, k in enumerate(order):
+        split_of[names[k]] = "test" if rank < n_hold else "valid" if rank < 2 * n_hold else "train"
+    return split_of
+
+
+def normalisation_stats(files: list[Path], material: Material) -> dict:
+    """Mean and std per axis of velocities and accelerations (m per frame, m per frame^2) and of
+    edge vectors (m) and lengths between neighbours within CUTOFF_RADII radii."""
+    velocities, accelerations, edges = [], [], []
+    cutoff = CUTOFF_RADII * material.radius
+    for path in files:
+        with TrajectoryFile(path) as traj:
+            frames = traj.read()
+        x, active = frames.positions, frames.active
+        # Only particles present in all three frames give a true acceleration.
+        ok = active[2:] & active[1:-1] & active[:-2]
+        velocities.append((x[1:] - x[:-1])[active[1:] & active[:-1]])
+        accelerations.append((x[2:] - 2 * x[1:-1] + x[:-2])[ok])
+        for t in np.linspace(0, frames.n_frames - 1, _STAT_FRAMES_PER_RUN).astype(int):
+            points = x[t][active[t]]
+            pairs = cKDTree(points).query_pairs(cutoff, output_type="ndarray")
+            d = points[pairs[:, 0]] - points[pairs[:, 1]]
+            edges.append(np.concatenate([d, -d]))  # both directions, as in the graph
+    edge = np.concatenate(edges)
+    return {
+        "velocity": _moments(np.concatenate(velocities)),
+        "acceleration": _moments(np.concatenate(accelerations)),
+        "edge": _moments(edge),
+        "edge_length": _moments(np.linalg.norm(edge, axis=1)),
+        "cutoff_m": cutoff,
+        "units": "velocity m/frame, acceleration m/frame^2, edge m",
+    }
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> None:
+    """Replace the manifest atomically (a kill never leaves half a manifest)."""
+    text = json.dumps(manifest, indent=2)
+    write_atomically(out_dir / MANIFEST, lambda tmp: tmp.write_text(text), force=True)
+
+
+def read_manifest(out_dir: Path) -> dict:
+    return json.loads((out_dir / MANIFEST).read_text())
+
+
+def save_run(traj: Trajectory, path: Path) -> None:
+    """Write a run's trajectory atomically, replacing an earlier build of the same run."""
+    write_atomically(path, lambda tmp: write_trajectory(tmp, traj, force=True), force=True)
+
+
+def _moments(values: np.ndarray) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": values.mean(axis=0).tolist(), "std": values.std(axis=0).tolist()}
+
+
+def _jsonable(scenario) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(scenario)))
