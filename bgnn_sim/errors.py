@@ -27,3 +27,7 @@ class OutputExistsError(BgnnError):
 
 class DemError(BgnnError):
     """LIGGGHTS is missing, or a LIGGGHTS run failed (with the relevant lines of its log)."""
+
+
+class DatasetError(BgnnError):
+    """A dataset folder without a readable manifest of this format."""

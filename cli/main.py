@@ -99,6 +99,49 @@ def export(
     typer.echo(f"wrote {pvd} and {pvd.with_name('walls.pvd')}: open both in ParaView")
 
 
+class Kind(str, Enum):
+    hopper = "hopper"
+    drum = "drum"
+    mixed = "mixed"
+
+
+class Preset(str, Enum):
+    default = "default"
+    tiny = "tiny"
+
+
+@app.command()
+def generate(
+    kind: Annotated[Kind, typer.Argument(help="Scenario family; mixed alternates the two.")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder (resumed if it exists).")],
+    runs: Annotated[int, typer.Option(min=3, help="LIGGGHTS runs (>= 3: train/valid/test).")] = 40,
+    workers: Annotated[int, typer.Option(min=1, help="LIGGGHTS runs at once.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the scenario draws.")] = 0,
+    preset: Annotated[Preset, typer.Option(help="tiny: ~200 particles, seconds a run.")] = (
+        Preset.default
+    ),
+) -> None:
+    """Generate training data with LIGGGHTS: runs, trajectories, splits and statistics."""
+    from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from bgnn_cli.report import split_sizes
+    from bgnn_sim.dem.generate import generate_dataset
+    from bgnn_sim.dem.runner import find_liggghts
+
+    find_liggghts()
+    columns = (*Progress.get_default_columns()[:3], TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task(f"LIGGGHTS {kind.value} runs", total=runs)
+        manifest = generate_dataset(
+            kind.value, runs, out, workers, seed, preset.value,
+            on_run_finished=lambda run_dir, error: progress.advance(task),
+        )  # fmt: skip
+    failed = [r["name"] for r in manifest["runs"] if not r["checks"]["passed"]]
+    typer.echo(f"wrote {out}: {len(manifest['runs'])} runs, splits " + split_sizes(manifest))
+    if failed:
+        typer.echo(f"warning: sanity checks failed for {', '.join(failed)} (see manifest.json)")
+
+
 class HopperShape(str, Enum):
     conical = "conical"
     wedge = "wedge"

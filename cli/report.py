@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.geometry.mesh import MESH_SUFFIXES, load_walls, summarize_walls
 from bgnn_sim.io.hdf5 import TrajectoryFile
@@ -16,6 +17,8 @@ TRAJECTORY_SUFFIXES = (".h5", ".hdf5")
 def describe(path: Path, scale: float = 1.0) -> list[str]:
     """Lines describing a mesh or trajectory file."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        return describe_dataset(path)
     if suffix in MESH_SUFFIXES:
         return describe_mesh(path, scale)
     if suffix in TRAJECTORY_SUFFIXES:
@@ -24,6 +27,30 @@ def describe(path: Path, scale: float = 1.0) -> list[str]:
         f"{path}: unknown file type; expected a mesh {MESH_SUFFIXES} "
         f"or a trajectory {TRAJECTORY_SUFFIXES}"
     )
+
+
+def describe_dataset(path: Path) -> list[str]:
+    manifest = read_manifest(path)
+    runs = manifest["runs"]
+    particles = [r["n_particles"] for r in runs]
+    frames = [r["n_frames"] for r in runs]
+    kinds = sorted({r["kind"] for r in runs})
+    failed = [r["name"] for r in runs if not r["checks"]["passed"]]
+    stats = manifest["statistics"]
+    return [
+        f"dataset:     {path} (preset {manifest['preset']}, seed {manifest['seed']})",
+        f"runs:        {len(runs)} ({', '.join(kinds)})",
+        f"splits:      {split_sizes(manifest)}",
+        f"particles:   {min(particles)} .. {max(particles)} per run",
+        f"frames:      {sum(frames)} in all, {min(frames)} .. {max(frames)} per run",
+        f"checks:      {'all passed' if not failed else 'FAILED for ' + ', '.join(failed)}",
+        f"velocity:    std {_vec(np.array(stats['velocity']['std']))} m/frame",
+        f"accel.:      std {_vec(np.array(stats['acceleration']['std']))} m/frame^2",
+    ]
+
+
+def split_sizes(manifest: dict) -> str:
+    return ", ".join(f"{name} {len(runs)}" for name, runs in manifest["splits"].items())
 
 
 def describe_mesh(path: Path, scale: float) -> list[str]:

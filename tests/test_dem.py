@@ -7,11 +7,14 @@ import json
 import numpy as np
 import pytest
 
+from bgnn_sim.dem.checks import sanity_checks
 from bgnn_sim.dem.config import Material, Timing
+from bgnn_sim.dem.dataset import build_trajectory, read_manifest, start_time
 from bgnn_sim.dem.deck import DUMP_PATTERN, liggghts_seed, write_deck
 from bgnn_sim.dem.runner import DONE, run_deck, run_scenario, run_scenarios
 from bgnn_sim.dem.scenarios import PRESETS, HopperFamily
 from bgnn_sim.errors import DemError
+from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.io.liggghts import read_dumps
 
 MATERIAL, TIMING = Material(), Timing()
@@ -84,3 +87,63 @@ def test_missing_liggghts_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DemError, match="apt-get install liggghts"):
         run_scenarios([(TINY_HOPPER.sample(0, MATERIAL), tmp_path / "x")], MATERIAL, TIMING)
+
+
+@pytest.mark.parametrize("kind", ["hopper", "drum"])
+def test_generate_tiny_dataset(run_cli, tmp_path, kind):
+    out = tmp_path / "data"
+    code, stdout, _ = run_cli(
+        "generate", kind, "--runs", "3", "--out", out, "--preset", "tiny", "--workers", "2"
+    )
+    assert code == 0 and "splits train 1, valid 1, test 1" in stdout
+    manifest = read_manifest(out)
+    assert [r["kind"] for r in manifest["runs"]] == [kind] * 3
+    assert all(r["checks"]["passed"] for r in manifest["runs"])
+    # Statistics are those of the train split, recomputed here from its trajectory.
+    (train,) = [r for r in manifest["runs"] if r["split"] == "train"]
+    with TrajectoryFile(out / train["file"]) as traj:
+        assert traj.complete and traj.n_frames == train["n_frames"]
+        frames = traj.read()
+        walls = traj.walls
+    moving = frames.active[1:] & frames.active[:-1]
+    velocity = (frames.positions[1:] - frames.positions[:-1])[moving]
+    stats = manifest["statistics"]
+    np.testing.assert_allclose(stats["velocity"]["std"], velocity.std(axis=0), rtol=1e-9)
+    assert len(stats["acceleration"]["mean"]) == 3 and stats["edge_length"]["std"] > 0
+    # The walls carry LIGGGHTS's motion: a gate removed at the opening, or the drum's rotation.
+    scenario = train["scenario"]
+    if kind == "hopper":
+        assert [w.name for w in walls] == ["hopper", "gate"]
+        assert walls[1].removed_at == pytest.approx(scenario["settle_time"])
+    else:
+        assert walls[0].motion.rpm == scenario["rpm"]
+        assert walls[0].motion.start == pytest.approx(frames.time[0])
+    # Resumable: a second call runs nothing and leaves the runs untouched.
+    marker = out / "runs" / train["name"] / DONE
+    before = marker.stat().st_mtime_ns
+    assert run_cli("generate", kind, "--runs", "3", "--out", out, "--preset", "tiny")[0] == 0
+    assert marker.stat().st_mtime_ns == before
+    code, info, _ = run_cli("info", out)
+    assert code == 0 and "checks:      all passed" in info and "runs:        3" in info
+
+
+def test_generate_without_liggghts_is_one_line(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code, _, err = run_cli("generate", "hopper", "--out", tmp_path / "d", "--preset", "tiny")
+    assert code == 1 and "apt-get install liggghts" in err and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_sanity_checks_catch_a_particle_in_the_wall(tmp_path):
+    scenario = TINY_DRUM.sample(4, MATERIAL)
+    run_scenario(scenario, tmp_path / "drum", MATERIAL, TIMING)
+    traj, checks = build_trajectory(scenario, tmp_path / "drum", MATERIAL, TIMING)
+    assert checks["passed"]
+    start = start_time(scenario, TIMING)
+    traj.positions[5, 0] = [0.0, 0.0, -(scenario.radius - 0.5 * MATERIAL.radius)]  # overlaps r/2
+    bad = sanity_checks(traj, scenario, MATERIAL, start)["containment"]
+    assert not bad["passed"] and bad["max_overlap_m"] == pytest.approx(0.5 * MATERIAL.radius, 0.02)
+    traj.positions[5, 0, 2] = -(scenario.radius + MATERIAL.radius)  # through the wall
+    assert sanity_checks(traj, scenario, MATERIAL, start)["containment"]["escaped"] == 1
+    traj.active[-1, 1] = False  # vanished inside the drum, not through a sink
+    assert not sanity_checks(traj, scenario, MATERIAL, start)["bookkeeping"]["passed"]

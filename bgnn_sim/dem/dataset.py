@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 from bgnn_sim.dem.checks import sanity_checks
 from bgnn_sim.dem.config import Material, Timing
 from bgnn_sim.dem.deck import DUMP_PATTERN, walls_mesh
+from bgnn_sim.errors import DatasetError
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.io.hdf5 import TrajectoryFile, write_trajectory
 from bgnn_sim.io.liggghts import read_dumps
@@ -119,7 +120,17 @@ def write_manifest(out_dir: Path, manifest: dict) -> None:
 
 
 def read_manifest(out_dir: Path) -> dict:
-    return json.loads((out_dir / MANIFEST).read_text())
+    """The manifest of a dataset folder; DatasetError when there is none or it is foreign."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise DatasetError(f"{out_dir}: not a dataset folder (no {MANIFEST}; see bgnn generate)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: corrupt manifest ({exc})") from exc
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise DatasetError(f"{path}: not a {FORMAT} manifest of version {VERSION}")
+    return manifest
 
 
 def save_run(traj: Trajectory, path: Path) -> None:
