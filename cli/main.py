@@ -120,6 +120,7 @@ def generate(
     preset: Annotated[Preset, typer.Option(help="tiny: ~200 particles, seconds a run.")] = (
         Preset.default
     ),
+    mpi: Annotated[int, typer.Option(min=1, help="MPI processes per LIGGGHTS run.")] = 1,
 ) -> None:
     """Generate training data with LIGGGHTS: runs, trajectories, splits and statistics."""
     from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
@@ -134,7 +135,7 @@ def generate(
         task = progress.add_task(f"LIGGGHTS {kind.value} runs", total=runs)
         manifest = generate_dataset(
             kind.value, runs, out, workers, seed, preset.value,
-            on_run_finished=lambda run_dir, error: progress.advance(task),
+            on_run_finished=lambda run_dir, error: progress.advance(task), mpi_procs=mpi,
         )  # fmt: skip
     failed = [r["name"] for r in manifest["runs"] if not r["checks"]["passed"]]
     typer.echo(f"wrote {out}: {len(manifest['runs'])} runs, splits " + split_sizes(manifest))

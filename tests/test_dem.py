@@ -147,3 +147,11 @@ def test_sanity_checks_catch_a_particle_in_the_wall(tmp_path):
     assert sanity_checks(traj, scenario, MATERIAL, start)["containment"]["escaped"] == 1
     traj.active[-1, 1] = False  # vanished inside the drum, not through a sink
     assert not sanity_checks(traj, scenario, MATERIAL, start)["bookkeeping"]["passed"]
+
+
+def test_one_run_under_mpi(tmp_path):
+    scenario = TINY_HOPPER.sample(5, MATERIAL)
+    run_scenarios([(scenario, tmp_path / "mpi")], MATERIAL, TIMING, mpi_procs=2)
+    assert "on 2 procs" in (tmp_path / "mpi" / "screen.txt").read_text()
+    traj = read_dumps(str(tmp_path / "mpi" / DUMP_PATTERN), dem_dt=TIMING.dem_dt)
+    assert traj.n_particles == scenario.n_particles and traj.active[0].all()

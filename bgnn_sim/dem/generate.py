@@ -51,11 +51,12 @@ def generate_dataset(
     material: Material | None = None,
     timing: Timing | None = None,
     on_run_finished: Callable[[Path, DemError | None], None] | None = None,
+    mpi_procs: int = 1,
 ) -> dict:
     """Generate (or complete) a dataset; returns its manifest.
 
     Finished LIGGGHTS runs and already-built trajectories are kept; a run whose deck changed or
-    that did not finish is redone.
+    that did not finish is redone. `mpi_procs` > 1 runs each LIGGGHTS run under mpirun.
     """
     material, timing = material or Material(), timing or Timing()
     plan = plan_runs(kind, runs, seed, preset, material)
@@ -75,7 +76,7 @@ def generate_dataset(
         if not is_done(run_dir, deck_text(plan[name], material, timing)):
             files[name].unlink(missing_ok=True)  # its run is redone: so is its trajectory
     pairs = [(plan[name], run_dirs[name]) for name in plan]
-    run_scenarios(pairs, material, timing, workers=workers, on_finished=finished)
+    run_scenarios(pairs, material, timing, workers, finished, mpi_procs)
     return _write_dataset_manifest(out_dir, plan, files, material, timing, seed, preset)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -41,7 +42,7 @@ def run_deck(run_dir: Path, mpi_procs: int = 1, timeout: float | None = None) ->
     """
     command = [find_liggghts(), "-in", DECK, "-log", "log.liggghts"]
     if mpi_procs > 1:
-        command = ["mpirun", "-np", str(mpi_procs), *command]
+        command = [*_mpirun(mpi_procs), *command]
     start = time.perf_counter()
     with (run_dir / SCREEN).open("w") as screen:
         try:
@@ -55,6 +56,15 @@ def run_deck(run_dir: Path, mpi_procs: int = 1, timeout: float | None = None) ->
         detail = " | ".join(problems[-3:]) or "no ERROR line; see " + str(run_dir / SCREEN)
         raise DemError(f"{run_dir}: liggghts failed (exit {done.returncode}): {detail}")
     return time.perf_counter() - start
+
+
+def _mpirun(procs: int) -> list[str]:
+    """The Open MPI launcher for `procs` processes (root needs its explicit consent)."""
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        raise DemError("mpirun is not installed; install openmpi-bin or run without --mpi")
+    as_root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    return [mpirun, *as_root, "--oversubscribe", "-np", str(procs)]
 
 
 def failure_lines(log: str) -> list[str]:
@@ -91,11 +101,13 @@ def run_scenarios(
     timing: Timing,
     workers: int = 1,
     on_finished: Callable[[Path, DemError | None], None] | None = None,
+    mpi_procs: int = 1,
 ) -> None:
     """Run (scenario, run_dir) pairs, `workers` at a time; finished runs are skipped.
 
-    `on_finished(run_dir, error)` is called as each run ends (error None on success). Every run
-    is attempted; the first failure is raised once all have ended.
+    `on_finished(run_dir, error)` is called as each run ends (error None on success). Each run
+    uses `mpi_procs` MPI processes. Every run is attempted; the first failure is raised once
+    all have ended.
     """
     find_liggghts()
     runs = list(runs)
@@ -104,7 +116,7 @@ def run_scenarios(
         scenario, run_dir = run
         error = None
         try:
-            run_scenario(scenario, run_dir, material, timing)
+            run_scenario(scenario, run_dir, material, timing, mpi_procs)
         except DemError as exc:
             error = exc
         if on_finished is not None:
