@@ -121,6 +121,9 @@ def generate(
         Preset.default
     ),
     mpi: Annotated[int, typer.Option(min=1, help="MPI processes per LIGGGHTS run.")] = 1,
+    keep_dumps: Annotated[
+        bool, typer.Option("--keep-dumps", help="Keep LIGGGHTS's text dumps after conversion.")
+    ] = False,
 ) -> None:
     """Generate training data with LIGGGHTS: runs, trajectories, splits and statistics."""
     from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
@@ -136,6 +139,7 @@ def generate(
         manifest = generate_dataset(
             kind.value, runs, out, workers, seed, preset.value,
             on_run_finished=lambda run_dir, error: progress.advance(task), mpi_procs=mpi,
+            keep_dumps=keep_dumps,
         )  # fmt: skip
     failed = [r["name"] for r in manifest["runs"] if not r["checks"]["passed"]]
     typer.echo(f"wrote {out}: {len(manifest['runs'])} runs, splits " + split_sizes(manifest))

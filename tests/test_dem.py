@@ -9,13 +9,20 @@ import pytest
 
 from bgnn_sim.dem.checks import sanity_checks
 from bgnn_sim.dem.config import Material, Timing
-from bgnn_sim.dem.dataset import build_trajectory, read_manifest, start_time
+from bgnn_sim.dem.dataset import (
+    build_trajectory,
+    dump_files,
+    read_manifest,
+    start_time,
+    trim_empty_tail,
+)
 from bgnn_sim.dem.deck import DUMP_PATTERN, liggghts_seed, write_deck
 from bgnn_sim.dem.runner import DONE, run_deck, run_scenario, run_scenarios
 from bgnn_sim.dem.scenarios import PRESETS, HopperFamily
 from bgnn_sim.errors import DemError
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.io.liggghts import read_dumps
+from tests.helpers import make_trajectory
 
 MATERIAL, TIMING = Material(), Timing()
 TINY_HOPPER, TINY_DRUM = PRESETS["tiny"]
@@ -125,6 +132,11 @@ def test_generate_tiny_dataset(run_cli, tmp_path, kind):
     assert marker.stat().st_mtime_ns == before
     code, info, _ = run_cli("info", out)
     assert code == 0 and "checks:      all passed" in info and "runs:        3" in info
+    # Dumps are deleted once converted; a lost trajectory is then rebuilt by running again.
+    assert not any(dump_files(marker.parent))
+    (out / train["file"]).unlink()
+    assert run_cli("generate", kind, "--runs", "3", "--out", out, "--preset", "tiny")[0] == 0
+    assert (out / train["file"]).exists() and marker.stat().st_mtime_ns != before
 
 
 def test_generate_without_liggghts_is_one_line(run_cli, tmp_path, monkeypatch):
@@ -155,3 +167,11 @@ def test_one_run_under_mpi(tmp_path):
     assert "on 2 procs" in (tmp_path / "mpi" / "screen.txt").read_text()
     traj = read_dumps(str(tmp_path / "mpi" / DUMP_PATTERN), dem_dt=TIMING.dem_dt)
     assert traj.n_particles == scenario.n_particles and traj.active[0].all()
+
+
+def test_trajectory_of_an_emptied_hopper_ends_at_its_first_empty_frame():
+    traj = make_trajectory(n_frames=8)
+    traj.active[5:] = False
+    trimmed = trim_empty_tail(traj)
+    assert trimmed.n_frames == 6 and not trimmed.active[5].any() and trimmed.active[4].any()
+    assert trim_empty_tail(make_trajectory()).n_frames == 6

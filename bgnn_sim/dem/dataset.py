@@ -60,7 +60,7 @@ def build_trajectory(
     scenario, run_dir: Path, material: Material, timing: Timing
 ) -> tuple[Trajectory, dict]:
     """Read a finished run's dumps into a trajectory with walls and metadata; run the checks."""
-    traj = read_dumps(str(run_dir / DUMP_PATTERN), dem_dt=timing.dem_dt)
+    traj = trim_empty_tail(read_dumps(str(run_dir / DUMP_PATTERN), dem_dt=timing.dem_dt))
     traj.walls = scenario_walls(scenario, timing)
     checks = sanity_checks(traj, scenario, material, start_time(scenario, timing))
     traj.attrs.update(
@@ -72,6 +72,28 @@ def build_trajectory(
         checks=checks,
     )
     return traj, checks
+
+
+def dump_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob(DUMP_PATTERN))
+
+
+def remove_dumps(run_dir: Path) -> None:
+    for path in dump_files(run_dir):
+        path.unlink()
+
+
+def trim_empty_tail(traj: Trajectory) -> Trajectory:
+    """Drop the frames after a hopper has emptied, keeping the first empty one."""
+    occupied = np.flatnonzero(traj.active.any(axis=1))
+    end = min(traj.n_frames, occupied[-1] + 2) if len(occupied) else 1
+    if end == traj.n_frames:
+        return traj
+    velocities = None if traj.velocities is None else traj.velocities[:end]
+    return dataclasses.replace(
+        traj, time=traj.time[:end], positions=traj.positions[:end], active=traj.active[:end],
+        velocities=velocities,
+    )  # fmt: skip
 
 
 def assign_splits(names: list[str], seed: int) -> dict[str, str]:

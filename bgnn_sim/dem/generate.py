@@ -13,12 +13,14 @@ from bgnn_sim.dem.dataset import (
     VERSION,
     assign_splits,
     build_trajectory,
+    dump_files,
     normalisation_stats,
+    remove_dumps,
     save_run,
     write_manifest,
 )
 from bgnn_sim.dem.deck import deck_text
-from bgnn_sim.dem.runner import is_done, run_scenarios
+from bgnn_sim.dem.runner import DONE, is_done, run_scenarios
 from bgnn_sim.dem.scenarios import PRESETS
 from bgnn_sim.errors import DemError
 from bgnn_sim.io.hdf5 import TrajectoryFile
@@ -52,11 +54,14 @@ def generate_dataset(
     timing: Timing | None = None,
     on_run_finished: Callable[[Path, DemError | None], None] | None = None,
     mpi_procs: int = 1,
+    keep_dumps: bool = False,
 ) -> dict:
     """Generate (or complete) a dataset; returns its manifest.
 
     Finished LIGGGHTS runs and already-built trajectories are kept; a run whose deck changed or
-    that did not finish is redone. `mpi_procs` > 1 runs each LIGGGHTS run under mpirun.
+    that did not finish is redone. `mpi_procs` > 1 runs each LIGGGHTS run under mpirun. The
+    text dumps of a run are deleted once its trajectory is written, unless `keep_dumps` (a drum
+    run's dumps take gigabytes; the compressed trajectory holds the same numbers).
     """
     material, timing = material or Material(), timing or Timing()
     plan = plan_runs(kind, runs, seed, preset, material)
@@ -69,12 +74,16 @@ def generate_dataset(
         if error is None and not files[name].exists():
             traj, _ = build_trajectory(plan[name], run_dir, material, timing)
             save_run(traj, files[name])
+            if not keep_dumps:
+                remove_dumps(run_dir)
         if on_run_finished is not None:
             on_run_finished(run_dir, error)
 
     for name, run_dir in run_dirs.items():
         if not is_done(run_dir, deck_text(plan[name], material, timing)):
             files[name].unlink(missing_ok=True)  # its run is redone: so is its trajectory
+        elif not files[name].exists() and not any(dump_files(run_dir)):
+            (run_dir / DONE).unlink()  # converted, then the trajectory was lost: run again
     pairs = [(plan[name], run_dirs[name]) for name in plan]
     run_scenarios(pairs, material, timing, workers, finished, mpi_procs)
     return _write_dataset_manifest(out_dir, plan, files, material, timing, seed, preset)
