@@ -31,3 +31,7 @@ class DemError(BgnnError):
 
 class DatasetError(BgnnError):
     """A dataset folder without a readable manifest of this format."""
+
+
+class ConfigError(BgnnError):
+    """A configuration file that cannot be read or names unknown settings."""

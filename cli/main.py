@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -99,13 +99,13 @@ def export(
     typer.echo(f"wrote {pvd} and {pvd.with_name('walls.pvd')}: open both in ParaView")
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     hopper = "hopper"
     drum = "drum"
     mixed = "mixed"
 
 
-class Preset(str, Enum):
+class Preset(StrEnum):
     default = "default"
     tiny = "tiny"
 
@@ -124,14 +124,20 @@ def generate(
     keep_dumps: Annotated[
         bool, typer.Option("--keep-dumps", help="Keep LIGGGHTS's text dumps after conversion.")
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML with [material] and [timing] tables (default: the reference)."),
+    ] = None,
 ) -> None:
     """Generate training data with LIGGGHTS: runs, trajectories, splits and statistics."""
     from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
 
     from bgnn_cli.report import split_sizes
+    from bgnn_sim.dem.config import load_dem_config
     from bgnn_sim.dem.generate import generate_dataset
     from bgnn_sim.dem.runner import find_liggghts
 
+    material, timing = load_dem_config(config) if config else (None, None)
     find_liggghts()
     columns = (*Progress.get_default_columns()[:3], TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=False) as progress:
@@ -139,7 +145,7 @@ def generate(
         manifest = generate_dataset(
             kind.value, runs, out, workers, seed, preset.value,
             on_run_finished=lambda run_dir, error: progress.advance(task), mpi_procs=mpi,
-            keep_dumps=keep_dumps,
+            material=material, timing=timing, keep_dumps=keep_dumps,
         )  # fmt: skip
     failed = [r["name"] for r in manifest["runs"] if not r["checks"]["passed"]]
     typer.echo(f"wrote {out}: {len(manifest['runs'])} runs, splits " + split_sizes(manifest))
@@ -147,7 +153,7 @@ def generate(
         typer.echo(f"warning: sanity checks failed for {', '.join(failed)} (see manifest.json)")
 
 
-class HopperShape(str, Enum):
+class HopperShape(StrEnum):
     conical = "conical"
     wedge = "wedge"
     pyramid = "pyramid"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bgnn_sim.dem.checks import sanity_checks
-from bgnn_sim.dem.config import Material, Timing
+from bgnn_sim.dem.config import Material, Timing, load_dem_config
 from bgnn_sim.dem.dataset import (
     build_trajectory,
     dump_files,
@@ -175,3 +175,24 @@ def test_trajectory_of_an_emptied_hopper_ends_at_its_first_empty_frame():
     trimmed = trim_empty_tail(traj)
     assert trimmed.n_frames == 6 and not trimmed.active[5].any() and trimmed.active[4].any()
     assert trim_empty_tail(make_trajectory()).n_frames == 6
+
+
+def test_material_from_a_config_file(run_cli, tmp_path):
+    config = tmp_path / "glass.toml"
+    config.write_text(
+        "[material]\nradius = 0.0025\nfriction = 0.3\n[timing]\nsteps_per_frame = 20\n"
+    )
+    material, timing = load_dem_config(config)
+    assert material.radius == 0.0025 and material.friction == 0.3 and material.density == 2500
+    assert timing.frame_dt == pytest.approx(5e-4)
+    out = tmp_path / "data"
+    args = ("generate", "drum", "--runs", "3", "--out", out, "--preset", "tiny", "--config")
+    assert run_cli(*args, config)[0] == 0
+    manifest = read_manifest(out)
+    assert manifest["material"]["radius"] == 0.0025 and manifest["timing"]["steps_per_frame"] == 20
+    with TrajectoryFile(out / manifest["runs"][0]["file"]) as traj:
+        assert np.allclose(traj.radius, 0.0025)
+        assert np.allclose(np.diff(traj.time), 5e-4)
+    config.write_text("[material]\nradiuss = 0.0025\n")
+    code, _, err = run_cli(*args, config)
+    assert code == 1 and "unknown material keys ['radiuss']" in err

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from bgnn_sim.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,35 @@ class Timing:
     def steps(self, seconds: float) -> int:
         """DEM steps covering `seconds`, rounded to whole frames."""
         return round(seconds / self.frame_dt) * self.steps_per_frame
+
+
+def load_dem_config(path: str | Path) -> tuple[Material, Timing]:
+    """Material and timing from a TOML file with optional [material] and [timing] tables.
+
+    Missing keys keep their defaults; unknown tables or keys are an error (a typo must not
+    silently fall back to the reference material).
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc})") from exc
+    unknown = set(data) - {"material", "timing"}
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown tables {sorted(unknown)}; expected [material], [timing]"
+        )
+    material = _typed(Material, data.get("material", {}), path)
+    return material, _typed(Timing, data.get("timing", {}), path)
+
+
+def _typed(cls, values: dict, path: Path):
+    """`cls(**values)`, with unknown keys reported against the file."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown {cls.__name__.lower()} keys {sorted(unknown)}; "
+            f"expected some of {sorted(names)}"
+        )
+    return cls(**values)
