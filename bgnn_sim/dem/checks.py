@@ -20,6 +20,7 @@ import torch
 from bgnn_sim.dem.config import Material
 from bgnn_sim.dem.scenarios import DrumScenario, HopperScenario
 from bgnn_sim.geometry.proximity import closest_point_on_triangles
+from bgnn_sim.geometry.wall import present_triangles
 from bgnn_sim.trajectory import Trajectory
 
 OVERLAP_TOLERANCE = 0.1  # in radii
@@ -55,11 +56,9 @@ def max_wall_overlap(traj: Trajectory, radius: float) -> float:
     """Largest overlap (m) of a particle with a wall present at that frame (0 if none)."""
     worst = 0.0
     for t in range(traj.n_frames):
-        walls = [w.triangles_at(traj.time[t]) for w in traj.walls if w.present_at(traj.time[t])]
         points = torch.from_numpy(traj.positions[t][traj.active[t]])
-        contacts = closest_point_on_triangles(
-            points, torch.from_numpy(np.concatenate(walls)), radius
-        )
+        triangles = torch.from_numpy(present_triangles(traj.walls, traj.time[t]))
+        contacts = closest_point_on_triangles(points, triangles, radius)
         if len(contacts.distance):
             worst = max(worst, radius - contacts.distance.min().item())
     return worst

@@ -143,3 +143,9 @@ def make_gate(
     vertices = c + corners * np.array([half_width, half_width, 0.0])
     faces = np.array([[0, 1, 2], [0, 2, 3]], dtype=np.int64)
     return Wall(name=name, vertices=vertices, faces=faces, removed_at=open_at)
+
+
+def present_triangles(walls: list[Wall], t: float) -> np.ndarray:
+    """Triangles [F, 3, 3] of every wall present at time t, posed at t (F may be 0)."""
+    present = [w.triangles_at(t) for w in walls if w.present_at(t)]
+    return np.concatenate(present) if present else np.zeros((0, 3, 3))
