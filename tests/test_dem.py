@@ -195,4 +195,4 @@ def test_material_from_a_config_file(run_cli, tmp_path):
         assert np.allclose(np.diff(traj.time), 5e-4)
     config.write_text("[material]\nradiuss = 0.0025\n")
     code, _, err = run_cli(*args, config)
-    assert code == 1 and "unknown material keys ['radiuss']" in err
+    assert code == 1 and "unknown Material keys ['radiuss']" in err

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from bgnn_sim.configfile import read_toml, typed
 from bgnn_sim.errors import ConfigError
 
 
@@ -51,32 +51,13 @@ class Timing:
 
 
 def load_dem_config(path: str | Path) -> tuple[Material, Timing]:
-    """Material and timing from a TOML file with optional [material] and [timing] tables.
-
-    Missing keys keep their defaults; unknown tables or keys are an error (a typo must not
-    silently fall back to the reference material).
-    """
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the configuration ({exc})") from exc
+    """Material and timing from a TOML file with optional [material] and [timing] tables;
+    missing keys keep their defaults."""
+    data = read_toml(path)
     unknown = set(data) - {"material", "timing"}
     if unknown:
         raise ConfigError(
             f"{path}: unknown tables {sorted(unknown)}; expected [material], [timing]"
         )
-    material = _typed(Material, data.get("material", {}), path)
-    return material, _typed(Timing, data.get("timing", {}), path)
-
-
-def _typed(cls, values: dict, path: Path):
-    """`cls(**values)`, with unknown keys reported against the file."""
-    names = {f.name for f in fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown {cls.__name__.lower()} keys {sorted(unknown)}; "
-            f"expected some of {sorted(names)}"
-        )
-    return cls(**values)
+    material = typed(Material, data.get("material", {}), f"{path} [material]")
+    return material, typed(Timing, data.get("timing", {}), f"{path} [timing]")

@@ -1,0 +1,34 @@
+"""Configuration files: TOML tables mapped onto the typed dataclasses that hold the defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+from bgnn_sim.errors import ConfigError
+
+
+def read_toml(path: str | Path) -> dict:
+    """The tables of a TOML file, or ConfigError naming the file."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc})") from exc
+
+
+def typed(cls, values: dict, source: str):
+    """`cls(**values)` for a dataclass; unknown keys and bad values are ConfigErrors (a typo
+    must not silently fall back to a default)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown {cls.__name__} keys {sorted(unknown)}; expected some of "
+            f"{sorted(names)}"
+        )
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
