@@ -7,7 +7,7 @@ that is not in the simulation at a frame (not yet inserted, or removed by a sink
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,3 +60,12 @@ class Trajectory:
     @property
     def n_particles(self) -> int:
         return self.active.shape[1]
+
+    def read(self, start: int = 0, stop: int | None = None) -> Trajectory:
+        """Frames [start, stop) (the in-memory twin of TrajectoryFile.read)."""
+        span = slice(start, self.n_frames if stop is None else stop)
+        velocities = None if self.velocities is None else self.velocities[span]
+        return replace(
+            self, time=self.time[span], positions=self.positions[span],
+            active=self.active[span], velocities=velocities,
+        )  # fmt: skip

@@ -130,8 +130,7 @@ def generate(
     ] = None,
 ) -> None:
     """Generate training data with LIGGGHTS: runs, trajectories, splits and statistics."""
-    from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
-
+    from bgnn_cli.progress import progress_bar
     from bgnn_cli.report import split_sizes
     from bgnn_sim.dem.config import load_dem_config
     from bgnn_sim.dem.generate import generate_dataset
@@ -139,18 +138,67 @@ def generate(
 
     material, timing = load_dem_config(config) if config else (None, None)
     find_liggghts()
-    columns = (*Progress.get_default_columns()[:3], TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(f"LIGGGHTS {kind.value} runs", total=runs)
+    with progress_bar(runs, f"LIGGGHTS {kind.value} runs") as advance:
         manifest = generate_dataset(
             kind.value, runs, out, workers, seed, preset.value,
-            on_run_finished=lambda run_dir, error: progress.advance(task), mpi_procs=mpi,
+            on_run_finished=lambda run_dir, error: advance(run_dir.name), mpi_procs=mpi,
             material=material, timing=timing, keep_dumps=keep_dumps,
         )  # fmt: skip
     failed = [r["name"] for r in manifest["runs"] if not r["checks"]["passed"]]
     typer.echo(f"wrote {out}: {len(manifest['runs'])} runs, splits " + split_sizes(manifest))
     if failed:
         typer.echo(f"warning: sanity checks failed for {', '.join(failed)} (see manifest.json)")
+
+
+Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder from bgnn generate.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, metrics.")],
+    config: Annotated[Path | None, typer.Option(help="TOML training configuration.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.")] = (
+        False
+    ),
+    steps: Annotated[int | None, typer.Option(min=1, help="Override the steps.")] = None,
+    device: Device = "auto",
+    distributed: Annotated[
+        bool, typer.Option("--distributed", help="Under torchrun: one process per GPU (DDP).")
+    ] = False,
+    force: Force = False,
+) -> None:
+    """Train a BGNN on a LIGGGHTS dataset (resumable; multi-GPU through torchrun)."""
+    from bgnn_cli.progress import progress_bar
+    from bgnn_sim.training.session import train_session
+
+    final = train_session(
+        dataset, out, config, resume, steps, device, distributed, force, progress_bar
+    )
+    if final is not None:
+        typer.echo(f"wrote {out / 'model.pt'}: {final.step} steps, {final.metrics}")
+
+
+@app.command()
+def rollout(
+    checkpoint: Annotated[Path, typer.Argument(help="Trained model (model.pt/checkpoint.pt).")],
+    init: Annotated[str, typer.Option(help="Initial state: a trajectory .h5 or LIGGGHTS dumps.")],
+    frames: Annotated[int, typer.Option(min=1, help="Frames to simulate.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Trajectory file (.h5).")],
+    start: Annotated[int, typer.Option(help="Frame of --init to start from (-1: last).")] = -1,
+    mesh: Annotated[Path | None, typer.Option(help="Walls for --init dumps (static).")] = None,
+    vtk: Annotated[Path | None, typer.Option(help="Also write a ParaView series here.")] = None,
+    device: Device = "auto",
+    force: Force = False,
+) -> None:
+    """Roll out a trained model from a LIGGGHTS state or a trajectory."""
+    from bgnn_cli.progress import progress_bar
+    from bgnn_sim.engine.session import rollout_session
+
+    rollout_session(checkpoint, init, frames, output, start, mesh, device, force, progress_bar)
+    typer.echo(f"wrote {output}: {frames} frames")
+    if vtk is not None:
+        export(output, vtk, every=1, force=force)
 
 
 class HopperShape(StrEnum):

@@ -18,3 +18,13 @@ def run_cli(capsys):
         return exit_info.value.code or 0, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A tiny real hopper dataset (3 LIGGGHTS runs, ~200 particles, ~150 frames each)."""
+    from bgnn_sim.dem.generate import generate_dataset
+
+    out = tmp_path_factory.mktemp("tiny_hopper")
+    generate_dataset("hopper", 3, out, workers=2, seed=0, preset="tiny")
+    return out

@@ -1,0 +1,1 @@
+"""The rollout engine shared by every backend: state, integrator, sinks, streamed output."""

@@ -1,0 +1,1 @@
+"""Graph construction for the BGNN: neighbour search, wall (virtual) nodes, features."""

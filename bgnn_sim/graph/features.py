@@ -1,0 +1,162 @@
+"""Input graph of the BGNN for one frame: particle and wall-node features, edges, edge features.
+
+Only differences of positions enter (velocities, edge vectors, normals, wall velocities), so the
+graph is unchanged when particles and walls are translated together. Units: velocities are in
+metres per frame (x_t - x_{t-1}), as in the dataset's normalisation statistics.
+
+Feature layout:
+- particle: for each of the H velocities, oldest first, the 3 standardised components
+  (v - mean) / std followed by the magnitude |v| / |std| ([N, H, 4] flattened to [N, 4H]).
+  The magnitude is divided by the norm of the per-axis std vector, one scale for all frames:
+  a magnitude has no meaningful mean to remove, and a single scale keeps it proportional to
+  the speed (a per-axis std cannot apply to a norm).
+- wall node: n, -n (the STL winding does not matter), the wall velocity converted to m/frame
+  and divided by the velocity std (no mean shift: a wall at rest must read exactly zero, and
+  the particles' mean drift has nothing to do with how the wall moves), and its magnitude
+  divided by |std| as for particles.
+- edge: d = x_receiver - x_sender and |d|, divided by the cutoff (so |d| / c lies in [0, 1]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bgnn_sim.geometry.wall import Wall
+from bgnn_sim.graph.neighbors import radius_graph
+from bgnn_sim.graph.walls import WallNodes, wall_nodes
+
+
+@dataclass
+class Graph:
+    """Graph of one frame over N particles followed by W wall nodes.
+
+    Attributes:
+        particle_features: [N, 4H] standardised velocity history and magnitudes.
+        types: [N] int64 particle types (0-based).
+        wall_features: [W, 10] n, -n, scaled wall velocity (3) and its magnitude.
+        edge_index: [2, E + W] sender, receiver over the nodes [particles; wall nodes]: the
+            E particle edges first (both ends < N), then one edge per wall node w, sender N + w,
+            receiver its particle.
+        edge_features: [E + W, 4] d = x_receiver - x_sender (3) and |d|, divided by the cutoff.
+        edge_weight: [E + W] 1 for particle edges, 1/k for the k wall edges of a particle.
+        n_particles: N.
+    """
+
+    particle_features: Tensor
+    types: Tensor
+    wall_features: Tensor
+    edge_index: Tensor
+    edge_features: Tensor
+    edge_weight: Tensor
+    n_particles: int
+
+    @property
+    def n_wall_nodes(self) -> int:
+        return len(self.wall_features)
+
+
+def build_graph(
+    history: Tensor,
+    types: Tensor,
+    walls: list[Wall],
+    time: float,
+    cutoff: float,
+    stats: dict,
+    frame_dt: float,
+    backend: str = "auto",
+) -> Graph:
+    """Builds the BGNN input graph of the last frame of `history`.
+
+    Args:
+        history: [H+1, N, 3] positions (metres) of the N active particles, oldest first, H >= 1.
+        types: [N] integer particle types, already 0-based (LIGGGHTS types start at 1: the
+            caller maps them).
+        walls: All walls of the scene; posed at `time`, skipped when removed by then.
+        time: Physical time (s) of the last frame of `history`.
+        cutoff: Neighbour and wall cutoff (metres).
+        stats: Normalisation statistics of the dataset (manifest["statistics"]); uses
+            stats["velocity"]["mean"] and ["std"] (m/frame, per axis).
+        frame_dt: Time between frames (s), to turn wall velocities (m/s) into m/frame.
+        backend: Neighbour search backend, see `radius_graph`.
+
+    Returns:
+        The graph, in the dtype and on the device of `history`.
+    """
+    _check_inputs(history, types, frame_dt)
+    mean, std = _velocity_moments(stats, history)
+    x = history[-1]
+    n = x.shape[0]
+    particle_edges = radius_graph(x, cutoff, backend=backend)
+    nodes = wall_nodes(x, walls, time, cutoff)
+    edge_index = _edge_index(particle_edges, nodes, n)
+    # Node positions in edge_index numbering: particles, then wall nodes (receivers are particles).
+    node_position = torch.cat((x, nodes.position))
+    d = x.index_select(0, edge_index[1]) - node_position.index_select(0, edge_index[0])
+    edge_features = torch.cat((d, torch.linalg.vector_norm(d, dim=1, keepdim=True)), dim=1)
+    return Graph(
+        particle_features=particle_features(history, mean, std),
+        types=types.to(device=x.device, dtype=torch.long),
+        wall_features=wall_features(nodes, std, frame_dt),
+        edge_index=edge_index,
+        edge_features=edge_features / cutoff,
+        edge_weight=torch.cat((x.new_ones(particle_edges.shape[1]), nodes.weight)),
+        n_particles=n,
+    )
+
+
+def particle_features(history: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """[N, 4H] per velocity (oldest first): (v - mean) / std (3) and |v| / |std|.
+
+    Args:
+        history: [H+1, N, 3] positions (metres).
+        mean, std: [3] velocity statistics (m/frame).
+    """
+    velocity = (history[1:] - history[:-1]).transpose(0, 1)  # [N, H, 3]
+    speed = torch.linalg.vector_norm(velocity, dim=2, keepdim=True) / torch.linalg.norm(std)
+    return torch.cat(((velocity - mean) / std, speed), dim=2).flatten(1)
+
+
+def wall_features(nodes: WallNodes, std: Tensor, frame_dt: float) -> Tensor:
+    """[W, 10] n, -n, wall velocity in m/frame / std (3) and its magnitude / |std|.
+
+    Args:
+        nodes: The wall nodes (velocity in m/s).
+        std: [3] velocity std (m/frame).
+        frame_dt: Time between frames (s).
+    """
+    velocity = nodes.velocity * frame_dt  # m/s -> m/frame
+    speed = torch.linalg.vector_norm(velocity, dim=1, keepdim=True) / torch.linalg.norm(std)
+    return torch.cat((nodes.normal, -nodes.normal, velocity / std, speed), dim=1)
+
+
+def _edge_index(particle_edges: Tensor, nodes: WallNodes, n: int) -> Tensor:
+    """[2, E + W]: particle edges, then wall node N + w -> its particle."""
+    wall_sender = n + torch.arange(len(nodes), device=particle_edges.device)
+    wall_edges = torch.stack((wall_sender, nodes.particle_index))
+    return torch.cat((particle_edges, wall_edges), dim=1)
+
+
+def _velocity_moments(stats: dict, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Velocity mean and std [3] from the dataset statistics, in the dtype/device of `like`."""
+    velocity = stats["velocity"]
+    mean, std = (
+        torch.as_tensor(velocity[key], dtype=like.dtype, device=like.device)
+        for key in ("mean", "std")
+    )
+    if mean.shape != (3,) or std.shape != (3,) or not bool((std > 0).all()):
+        raise ValueError("stats['velocity'] needs a mean [3] and a positive std [3] (m/frame)")
+    return mean, std
+
+
+def _check_inputs(history: Tensor, types: Tensor, frame_dt: float) -> None:
+    if history.ndim != 3 or history.shape[0] < 2 or history.shape[2] != 3:
+        raise ValueError(f"history must be [H+1, N, 3] with H >= 1, got {list(history.shape)}")
+    if types.shape != history.shape[1:2]:
+        raise ValueError(f"types must be [N] = {history.shape[1]}, got {list(types.shape)}")
+    if len(types) and int(types.min()) < 0:
+        raise ValueError("particle types must be 0-based (>= 0)")
+    if not frame_dt > 0:
+        raise ValueError(f"frame_dt must be > 0, got {frame_dt}")

@@ -1,0 +1,1 @@
+"""Learned backends: the Boundary Graph Neural Network (and, later, LaM-SLidE)."""

@@ -1,0 +1,1 @@
+"""Training: windows of frames from datasets, input noise, the trainer, checkpoints, DDP."""

@@ -1,0 +1,93 @@
+"""Checkpoints: weights, full configs, normalisation statistics, data description, version.
+
+A checkpoint is a torch file holding only plain containers and tensors (loaded with
+`weights_only=True`), written atomically so a kill never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bgnn_sim import __version__
+from bgnn_sim.errors import BgnnError
+from bgnn_sim.io.outputs import write_atomically
+from bgnn_sim.models.bgnn import BGNN
+from bgnn_sim.training.config import TrainConfig, config_from_dict
+
+FORMAT = "bgnn-sim-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(BgnnError):
+    """A file that is not a readable bgnn-sim checkpoint of a supported version."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """Everything needed to resume training or to roll out.
+
+    Attributes:
+        config: the training configuration (model size included).
+        statistics: normalisation statistics of the training data (dataset manifest format).
+        data: what the model was trained on (dataset, material, timing, run names).
+        step: optimiser steps done.
+        model: model state dict.
+        optimizer: optimiser state dict (None in a shipped model).
+        metrics: last validation figures.
+    """
+
+    config: TrainConfig
+    statistics: dict
+    data: dict
+    step: int
+    model: dict
+    optimizer: dict | None = None
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+    def build_model(self, device: torch.device | str = "cpu") -> BGNN:
+        model = BGNN(self.config.model)
+        model.load_state_dict(self.model)
+        return model.to(device).eval()
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "package_version": __version__,
+        "backend": "bgnn",
+        **{f.name: getattr(checkpoint, f.name) for f in dataclasses.fields(Checkpoint)},
+        "config": dataclasses.asdict(checkpoint.config),
+    }
+    write_atomically(Path(path), lambda tmp: torch.save(payload, tmp), force=True)
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
+    """Read and validate a checkpoint; CheckpointError for a wrong or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        payload: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a bgnn-sim checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')} is not supported "
+            f"(this bgnn-sim reads version {VERSION})"
+        )
+    try:
+        fields = {f.name for f in dataclasses.fields(Checkpoint)}
+        values = {k: v for k, v in payload.items() if k in fields}
+        values["config"] = config_from_dict(payload["config"], str(path))
+        checkpoint = Checkpoint(**values)
+        checkpoint.build_model()  # the weights must fit the configured network
+    except (KeyError, TypeError, RuntimeError, BgnnError) as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from exc
+    return checkpoint

@@ -1,0 +1,199 @@
+"""The training loop: noisy windows -> graph -> BGNN -> MSE on normalised accelerations.
+
+Everything random at step s (windows drawn, noise, pushforward depth) comes from a generator
+seeded by (seed, s, rank), and the learning rate is a function of s: a checkpoint then holds
+all the state there is (weights, Adam moments, step), so a resumed run is exactly the
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from bgnn_sim.dem.dataset import read_manifest
+from bgnn_sim.engine.rollout import euler_step
+from bgnn_sim.models.bgnn import BGNN
+from bgnn_sim.models.simulator import BGNNSimulator
+from bgnn_sim.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from bgnn_sim.training.config import TrainConfig
+from bgnn_sim.training.distributed import Context
+from bgnn_sim.training.noise import noisy_history
+from bgnn_sim.training.validation import validate
+from bgnn_sim.training.windows import Window, WindowDataset
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+METRIC_FIELDS = ("step", "loss", "lr", "valid_loss", "valid_rollout_error_m", "seconds")
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The random stream of one step of one process."""
+    state = np.random.SeedSequence([seed, step, rank]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class Trainer:
+    """Trains a BGNN on a dataset folder, writing checkpoints and metrics to `out_dir`."""
+
+    def __init__(
+        self, dataset_dir: Path, out_dir: Path, config: TrainConfig, context: Context
+    ) -> None:
+        self.out_dir, self.config, self.context = Path(out_dir), config, context
+        # Multithreaded scatter-adds sum in a varying order; exact resume needs a fixed one.
+        torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+        manifest = read_manifest(dataset_dir)
+        self.statistics = manifest["statistics"]
+        material, timing = manifest["material"], manifest["timing"]
+        self.frame_dt = timing["dem_dt"] * timing["steps_per_frame"]
+        length = config.model.history + 2 + config.pushforward
+        self.train_set = WindowDataset(dataset_dir, "train", length)
+        self.valid_set = WindowDataset(dataset_dir, "valid", config.model.history + 2)
+        with torch.random.fork_rng():  # the initial weights depend on the seed only
+            torch.manual_seed(config.seed)
+            self.model = BGNN(config.model).to(context.device)
+        self.simulator = BGNNSimulator(
+            self.model, self.statistics, config.cutoff_radii * material["radius"],
+            config.graph_backend,
+        )  # fmt: skip
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.step = 0
+        self.data = {
+            "dataset": str(dataset_dir),
+            "preset": manifest["preset"],
+            "material": material,
+            "timing": timing,
+            "runs": manifest["splits"],
+            "kinds": sorted({r["kind"] for r in manifest["runs"]}),
+            "scenarios": [r["scenario"] for r in manifest["runs"] if r["split"] == "train"],
+        }
+        self.metrics: dict = {}
+        self.network = DistributedDataParallel(self.model) if context.distributed else self.model
+
+    # -- state -------------------------------------------------------------------------------
+
+    def checkpoint(self, with_optimizer: bool = True) -> Checkpoint:
+        return Checkpoint(
+            config=self.config,
+            statistics=self.statistics,
+            data=self.data,
+            step=self.step,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict() if with_optimizer else None,
+            metrics=self.metrics,
+        )
+
+    def resume(self) -> None:
+        """Continue from out_dir/checkpoint.pt (metrics after it are dropped)."""
+        saved = load_checkpoint(self.out_dir / CHECKPOINT, map_location=str(self.context.device))
+        self.model.load_state_dict(saved.model)
+        self.optimizer.load_state_dict(saved.optimizer)
+        self.step, self.metrics = saved.step, saved.metrics
+        _truncate_metrics(self.out_dir / METRICS, self.step)
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def window_loss(self, window: Window, generator: torch.Generator) -> torch.Tensor:
+        """Squared errors [n, 3] of the normalised acceleration of one window's trained step."""
+        h, device = self.config.model.history, self.context.device
+        positions, types, times = window.positions.to(device), window.types.to(device), window.time
+        history = noisy_history(
+            positions[: h + 1], self.config.noise_std, window.walls, times[h].item(), generator
+        )
+        # GNS: shift the target by the last input frame's noise, so that the model learns to
+        # correct noisy velocities rather than to reproduce them.
+        shift = history[-1] - positions[h]
+        depth = int(torch.randint(self.config.pushforward + 1, (1,), generator=generator))
+        history = self._pushforward(history, types, window, depth)
+        target_next = positions[h + 1 + depth] + (shift if depth == 0 else 0.0)
+        target = self.simulator.normalise(target_next - 2 * history[-1] + history[-2])
+        graph = self.simulator.graph(
+            history, types, window.walls, times[h + depth].item(), self.frame_dt
+        )
+        return (self.network(graph) - target) ** 2
+
+    def _pushforward(self, history, types, window: Window, depth: int) -> torch.Tensor:
+        """Roll the model `depth` frames without gradient: it learns from its own errors."""
+        h = self.config.model.history
+        with torch.no_grad():
+            for k in range(depth):
+                graph = self.simulator.graph(
+                    history, types, window.walls, window.time[h + k].item(), self.frame_dt
+                )
+                acceleration = self.simulator.denormalise(self.model(graph), history)
+                history = torch.cat([history[1:], euler_step(history, acceleration)[None]])
+        return history
+
+    def train_step(self) -> float:
+        config, context = self.config, self.context
+        generator = step_generator(config.seed, self.step, context.rank)
+        picks = torch.randint(len(self.train_set), (config.windows_per_step,), generator=generator)
+        errors = [self.window_loss(self.train_set[int(i)], generator) for i in picks]
+        loss = torch.cat(errors).mean()
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.lr_at(self.step)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def fit(self, on_step: Callable[[int, float], None] | None = None) -> Checkpoint:
+        """Train up to config.steps, validating, logging and checkpointing on the way."""
+        config, main = self.config, self.context.is_main
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        while self.step < config.steps:
+            loss = self.train_step()
+            row = {"step": self.step, "loss": loss, "lr": config.lr_at(self.step - 1)}
+            if self.step % config.validate_every == 0 or self.step == config.steps:
+                self.metrics = validate(self, config)
+                row.update(self.metrics)
+            if main and (self.step % config.log_every == 0 or "valid_loss" in row):
+                row["seconds"] = round(time.perf_counter() - started, 2)
+                _append_metrics(self.out_dir / METRICS, row)
+            if main and (self.step % config.checkpoint_every == 0 or self.step == config.steps):
+                save_checkpoint(self.out_dir / CHECKPOINT, self.checkpoint())
+            if on_step is not None:
+                on_step(self.step, loss)
+        final = self.checkpoint(with_optimizer=False)
+        if main:
+            save_checkpoint(self.out_dir / "model.pt", final)
+        return final
+
+
+def write_config(out_dir: Path, config: TrainConfig) -> None:
+    """The resolved configuration next to the run's outputs (TOML-like, for humans)."""
+    lines = [f"{k} = {v!r}" for k, v in asdict(config).items() if k != "model"]
+    lines += ["", "[model]", *(f"{k} = {v!r}" for k, v in asdict(config.model).items())]
+    (Path(out_dir) / "config.toml").write_text("\n".join(lines).replace("'", '"') + "\n")
+
+
+def _append_metrics(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric rows written after the checkpoint a run resumes from."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)

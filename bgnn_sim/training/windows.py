@@ -1,0 +1,83 @@
+"""Training samples: windows of consecutive frames read lazily from a dataset's runs.
+
+A window of H+2 frames is the position history x_{t-H} .. x_t of the particles present in the
+whole window plus the next position x_{t+1}, the target of one step; longer windows serve
+pushforward training (the model first rolls out a few frames of its own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bgnn_sim.dem.dataset import read_manifest
+from bgnn_sim.geometry.wall import Wall
+from bgnn_sim.io.hdf5 import TrajectoryFile
+
+
+@dataclass
+class Window:
+    """One training sample.
+
+    Attributes:
+        positions: [L, n, 3] float64 positions (m) of the n particles present in every frame.
+        types: [n] int64, LIGGGHTS types (from 1).
+        time: [L] float64 time of each frame (s).
+        walls: the run's walls (posed by the graph code at each time).
+        run: name of the run.
+    """
+
+    positions: Tensor
+    types: Tensor
+    time: Tensor
+    walls: list[Wall]
+    run: str
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """All windows of the runs of one split; frames are read from disk per sample.
+
+    Args:
+        dataset_dir: folder written by `bgnn generate`.
+        split: "train", "valid" or "test".
+        length: L, frames per window (H + 2 for one step of a model with H velocities).
+    """
+
+    def __init__(self, dataset_dir: str | Path, split: str, length: int) -> None:
+        self.root = Path(dataset_dir)
+        self.manifest = read_manifest(self.root)
+        self.length = length
+        self.runs = [r for r in self.manifest["runs"] if r["split"] == split]
+        # (run position, first frame) of every window that fits in its run.
+        self.index = [
+            (k, start)
+            for k, run in enumerate(self.runs)
+            for start in range(run["n_frames"] - length + 1)
+        ]
+        self._files: dict[int, TrajectoryFile] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def trajectory(self, k: int) -> TrajectoryFile:
+        # Opened lazily so that each DataLoader worker (a forked process) opens its own handle.
+        if k not in self._files:
+            self._files[k] = TrajectoryFile(self.root / self.runs[k]["file"])
+        return self._files[k]
+
+    def __getitem__(self, i: int) -> Window:
+        k, start = self.index[i]
+        traj = self.trajectory(k)
+        window = traj.read(start, start + self.length)
+        present = window.active.all(axis=0)
+        return Window(
+            positions=torch.from_numpy(window.positions[:, present]),
+            types=torch.from_numpy(window.types[present].astype(np.int64)),
+            time=torch.from_numpy(window.time),
+            walls=traj.walls,
+            run=self.runs[k]["name"],
+        )

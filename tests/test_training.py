@@ -1,0 +1,147 @@
+"""Training on a tiny real LIGGGHTS dataset: overfitting, exact resume, DDP, checkpoints."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from bgnn_sim.models.bgnn import BGNNConfig
+from bgnn_sim.training import distributed
+from bgnn_sim.training.checkpoint import CheckpointError, load_checkpoint
+from bgnn_sim.training.config import TrainConfig
+from bgnn_sim.training.distributed import Context
+from bgnn_sim.training.trainer import CHECKPOINT, Trainer, step_generator
+
+TINY = TrainConfig(
+    model=BGNNConfig(latent=16, message_passing=2, mlp_layers=1),
+    steps=6,
+    windows_per_step=1,
+    lr=3e-3,
+    lr_final=3e-4,
+    noise_std=3e-7,
+    pushforward=1,
+    validate_every=3,
+    validation_windows=3,
+    validation_rollout=3,
+    checkpoint_every=3,
+    log_every=1,
+    graph_backend="kdtree",
+)
+
+
+def test_tiny_model_overfits_real_windows(tiny_dataset, tmp_path):
+    config = TrainConfig(
+        model=BGNNConfig(latent=64, message_passing=2), steps=200, lr=3e-3, lr_final=3e-4,
+        noise_std=0.0, windows_per_step=1, validate_every=10**6, validation_rollout=0,
+        validation_windows=1, checkpoint_every=10**6, log_every=10**6, graph_backend="kdtree",
+    )  # fmt: skip
+    trainer = Trainer(tiny_dataset, tmp_path / "run", config, Context())
+    # One real window of the discharge (~200 particles, their walls): DEM accelerations are
+    # chaotic, so a tiny model can memorise one frame in seconds, not learn a whole run.
+    middle = len(trainer.train_set.index) // 2
+    trainer.train_set.index = trainer.train_set.index[middle : middle + 1]
+    losses = []
+    trainer.fit(lambda step, loss: losses.append(loss))
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < first / 10, (first, last)
+
+
+def test_resume_gives_the_same_parameters(tiny_dataset, tmp_path):
+    straight = Trainer(tiny_dataset, tmp_path / "straight", TINY, Context()).fit()
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_checkpoint(step, loss):
+        if step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(tiny_dataset, tmp_path / "killed", TINY, Context()).fit(kill_after_checkpoint)
+    resumed = Trainer(tiny_dataset, tmp_path / "killed", TINY, Context())
+    resumed.resume()
+    assert resumed.step == 3
+    final = resumed.fit()
+    for name, value in straight.model.items():
+        torch.testing.assert_close(final.model[name], value, rtol=0, atol=0, msg=name)
+    # The metrics log continues where the checkpoint was: same rows, seconds aside.
+    logs = [
+        (tmp_path / run / "metrics.csv").read_text().splitlines() for run in ("straight", "killed")
+    ]
+    strip = [[row.rsplit(",", 1)[0] for row in log] for log in logs]
+    assert strip[0] == strip[1] and len(strip[0]) == TINY.steps + 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, dataset, out, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank))  # fmt: skip
+    context = distributed.start("cpu", True)
+    trainer = Trainer(dataset, out, TINY, context)
+    generator = step_generator(TINY.seed, 0, context.rank)
+    window = trainer.train_set[
+        int(torch.randint(len(trainer.train_set), (1,), generator=generator))
+    ]
+    local = torch.autograd.grad(
+        trainer.window_loss(window, step_generator(1, 0, rank)).mean(), trainer.model.parameters()
+    )
+    trainer.optimizer.zero_grad()
+    trainer.window_loss(window, step_generator(1, 0, rank)).mean().backward()  # through DDP
+    averaged = [p.grad.clone() for p in trainer.model.parameters()]
+    torch.save({"local": local, "averaged": averaged}, out / f"grads{rank}.pt")
+    distributed.stop(context)
+
+
+def test_ddp_two_cpu_processes_average_gradients(tiny_dataset, tmp_path):
+    mp.spawn(_ddp_worker, args=(tiny_dataset, tmp_path, _free_port()), nprocs=2, join=True)
+    g0, g1 = (torch.load(tmp_path / f"grads{r}.pt") for r in (0, 1))
+    for local0, local1, avg0, avg1 in zip(
+        g0["local"], g1["local"], g0["averaged"], g1["averaged"], strict=True
+    ):
+        torch.testing.assert_close(avg0, avg1)
+        torch.testing.assert_close(avg0, (local0 + local1) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_torchrun_cli_trains(tiny_dataset, tmp_path):
+    (tmp_path / "tiny.toml").write_text(
+        "steps = 2\nvalidate_every = 2\nvalidation_windows = 2\nvalidation_rollout = 2\n"
+        'graph_backend = "kdtree"\n[model]\nlatent = 16\nmessage_passing = 1\n'
+    )
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()), "-m", "bgnn_cli", "train", str(tiny_dataset),
+        "--out", str(tmp_path / "run"), "--config", str(tmp_path / "tiny.toml"),
+        "--distributed", "--device", "cpu",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trained = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert trained.step == 2 and trained.config.model.latent == 16
+
+
+def test_checkpoint_round_trip_and_bad_files(tiny_dataset, tmp_path):
+    trainer = Trainer(tiny_dataset, tmp_path, TINY, Context())
+    trainer.fit()
+    saved = load_checkpoint(tmp_path / CHECKPOINT)
+    assert saved.step == TINY.steps and saved.config == TINY
+    assert saved.data["material"]["radius"] == 0.002 and "acceleration" in saved.statistics
+    model = saved.build_model()
+    for name, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a bgnn-sim checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
