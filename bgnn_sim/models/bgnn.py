@@ -84,11 +84,25 @@ class InteractionBlock(nn.Module):
         self.node_mlp = nn.Sequential(mlp(2 * width, width, width, layers), nn.LayerNorm(width))
         self.aggregation = config.aggregation
 
+    def edge_update(self, nodes: Tensor, edges: Tensor, edge_index: Tensor) -> Tensor:
+        """LN(MLP[e, h_recv, h_send]) [E, D], with the first layer applied to the node latents
+        before gathering them: the same map, but N rather than E rows go through it."""
+        senders, receivers = edge_index
+        mlp_layers, layer_norm = self.edge_mlp
+        first = mlp_layers[0]
+        on_edge, on_receiver, on_sender = first.weight.split(edges.shape[1], dim=1)
+        hidden = (
+            nn.functional.linear(edges, on_edge, first.bias)
+            + nn.functional.linear(nodes, on_receiver)[receivers]
+            + nn.functional.linear(nodes, on_sender)[senders]
+        )
+        return layer_norm(mlp_layers[1:](hidden))
+
     def forward(
         self, nodes: Tensor, edges: Tensor, edge_index: Tensor, weight: Tensor, n_particles: int
     ) -> tuple[Tensor, Tensor]:
-        senders, receivers = edge_index
-        edges = edges + self.edge_mlp(torch.cat([edges, nodes[receivers], nodes[senders]], 1))
+        receivers = edge_index[1]
+        edges = edges + self.edge_update(nodes, edges, edge_index)
         incoming = aggregate(edges, receivers, weight, n_particles, self.aggregation)
         particles = nodes[:n_particles]
         particles = particles + self.node_mlp(torch.cat([incoming, particles], 1))
