@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bgnn_sim.engine.rollout import DivergenceError, rollout_to_file
+from bgnn_sim.engine.rollout import DivergenceError, rollout, rollout_to_file
 from bgnn_sim.engine.state import Scene, Sink, state_from_trajectory
 from bgnn_sim.geometry.mesh import load_walls
 from bgnn_sim.geometry.wall import Wall, make_gate
@@ -102,3 +102,16 @@ def test_model_is_invariant_to_translating_the_scene(aggregation):
     assert graph.n_wall_nodes > 0 and graph.edge_index.shape == shifted.edge_index.shape
     model.float()
     np.testing.assert_allclose(model(graph).detach(), model(shifted).detach(), atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rollout_matches_cpu():
+    torch.manual_seed(0)
+    truth, scene = fixture_run()
+    model = BGNN(BGNNConfig(latent=32, message_passing=2))
+    ends = []
+    for device in ("cpu", "cuda"):
+        simulator = BGNNSimulator(model.to(device), STATS, cutoff=0.008)
+        state = state_from_trajectory(truth, 100, HISTORY).to(device)
+        ends.append(rollout(simulator, scene, state, 10).positions.cpu())
+    torch.testing.assert_close(ends[0], ends[1], rtol=0, atol=1e-6)

@@ -11,6 +11,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from bgnn_sim.dem.dataset import read_manifest
+from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.models.bgnn import BGNNConfig
 from bgnn_sim.training import distributed
 from bgnn_sim.training.checkpoint import CheckpointError, load_checkpoint
@@ -145,3 +147,38 @@ def test_checkpoint_round_trip_and_bad_files(tiny_dataset, tmp_path):
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a bgnn-sim checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_train_and_rollout_commands(run_cli, tiny_dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "steps = 3\nvalidate_every = 3\nvalidation_windows = 2\nvalidation_rollout = 2\n"
+        'graph_backend = "kdtree"\n[model]\nlatent = 16\nmessage_passing = 1\n'
+    )
+    run = tmp_path / "run"
+    code, out, _ = run_cli("train", tiny_dataset, "--out", run, "--config", config)
+    assert code == 0 and "3 steps" in out
+    assert {"checkpoint.pt", "model.pt", "metrics.csv", "config.toml"} <= {
+        p.name for p in run.iterdir()
+    }
+    code, _, err = run_cli("train", tiny_dataset, "--out", run, "--config", config)
+    assert code == 1 and "--resume" in err and err.count("\n") == 1
+    code, _, _ = run_cli("train", tiny_dataset, "--out", run, "--config", config, "--resume",
+                         "--steps", "4")  # fmt: skip
+    assert code == 0 and load_checkpoint(run / "model.pt").step == 4
+    init = tiny_dataset / read_manifest(tiny_dataset)["runs"][0]["file"]
+    out_h5 = tmp_path / "rollout.h5"
+    code, _, _ = run_cli("rollout", run / "model.pt", "--init", init, "--start", "30",
+                         "--frames", "5", "-o", out_h5, "--vtk", tmp_path / "vtk")  # fmt: skip
+    assert code == 0
+    with TrajectoryFile(out_h5) as traj:
+        assert traj.complete and traj.n_frames == TINY.model.history + 5
+        assert traj.time[-1] == pytest.approx(traj.time[0] + (traj.n_frames - 1) * 1e-3)
+    assert (tmp_path / "vtk" / "particles.pvd").exists()
+    code, _, err = run_cli("rollout", init, "--init", init, "--frames", "5", "-o",
+                           tmp_path / "x.h5")  # fmt: skip
+    assert code == 1 and "not a readable checkpoint" in err and not (tmp_path / "x.h5").exists()
+    code, _, err = run_cli("rollout", run / "model.pt", "--init", init, "--frames", "5",
+                           "-o", tmp_path / "y.h5", "--device", "cuda")  # fmt: skip
+    if not torch.cuda.is_available():
+        assert code == 1 and "no CUDA GPU" in err
