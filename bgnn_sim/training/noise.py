@@ -20,7 +20,8 @@ _REDRAWS = 3
 def random_walk_noise(shape: tuple[int, ...], sigma: float, generator, dtype, device) -> Tensor:
     """Position noise [H+1, n, 3] whose velocities are a random walk; row 0 is zero."""
     history, n = shape[0] - 1, shape[1]
-    steps = torch.randn((history, n, 3), generator=generator, dtype=dtype, device=device)
+    # Drawn on the CPU (where the step's generator lives), then moved: same noise on any device.
+    steps = torch.randn((history, n, 3), generator=generator, dtype=dtype).to(device)
     velocity_noise = torch.cumsum(steps * (sigma / history**0.5), dim=0)
     position_noise = torch.cumsum(velocity_noise, dim=0)
     return torch.cat([position_noise.new_zeros(1, n, 3), position_noise])

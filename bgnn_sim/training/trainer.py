@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -132,18 +133,29 @@ class Trainer:
         return history
 
     def train_step(self) -> float:
-        config, context = self.config, self.context
-        generator = step_generator(config.seed, self.step, context.rank)
+        """One optimiser step over `windows_per_step` windows; returns the mean loss.
+
+        Each window is its own forward and backward pass (DDP synchronises the gradients once,
+        after the last); the loss is the mean over all particles of all windows.
+        """
+        config = self.config
+        generator = step_generator(config.seed, self.step, self.context.rank)
         picks = torch.randint(len(self.train_set), (config.windows_per_step,), generator=generator)
-        errors = [self.window_loss(self.train_set[int(i)], generator) for i in picks]
-        loss = torch.cat(errors).mean()
+        windows = [self.train_set[int(i)] for i in picks]
+        count = 3 * sum(len(w.types) for w in windows)
         for group in self.optimizer.param_groups:
             group["lr"] = config.lr_at(self.step)
         self.optimizer.zero_grad()
-        loss.backward()
+        total = 0.0
+        for k, window in enumerate(windows):
+            last = k == len(windows) - 1
+            with nullcontext() if last or not self.context.distributed else self.network.no_sync():
+                errors = self.window_loss(window, generator)
+                (errors.sum() / count).backward()
+            total += errors.sum().item()
         self.optimizer.step()
         self.step += 1
-        return loss.item()
+        return total / count
 
     # -- the loop ----------------------------------------------------------------------------
 
