@@ -4,7 +4,8 @@ For each particle count N, LIGGGHTS fills a closed drum (axis y, length = radius
 with N reference particles, lets them settle, then turns the drum: it dumps 6 frames (the BGNN's
 history) and is timed over `--frames` further frames (40 DEM steps each, no dumps). The BGNN
 (random weights: speed does not depend on them) rolls out the same number of frames from those
-6 frames, for two model sizes. LIGGGHTS runs on one core; torch uses `--threads` threads.
+6 frames, for two model sizes. LIGGGHTS runs on `--liggghts-procs` MPI processes (one core
+each); torch uses `--threads` threads.
 
     python benchmarks/rollout_speed.py --particles 1000 10000 --frames 20
 """
@@ -53,15 +54,18 @@ def drum_for(n: int, material: Material, frames: int) -> DrumScenario:
     )
 
 
-def liggghts_ms_per_frame(scenario: DrumScenario, run_dir: Path, frames: int) -> float:
-    """Run the drum deck, timing its last `frames` frames without dumps (ms per frame)."""
+def liggghts_ms_per_frame(
+    scenario: DrumScenario, run_dir: Path, frames: int, procs: int = 1
+) -> float:
+    """Run the drum deck on `procs` MPI processes, timing its last `frames` frames without
+    dumps (ms per frame)."""
     material, timing = Material(), Timing()
     write_deck(scenario, run_dir, material, timing)
     deck = deck_text(scenario, material, timing).rstrip().rsplit("\n", 1)[0]  # drop last run
     history_steps = (HISTORY_FRAMES - 1) * timing.steps_per_frame
     deck += f"\nrun {history_steps}\nundump frames\nrun {frames * timing.steps_per_frame}\n"
     (run_dir / "in.deck").write_text(deck)
-    run_deck(run_dir)
+    run_deck(run_dir, mpi_procs=procs)
     loops = re.findall(r"Loop time of ([\d.e+-]+) on \d+ procs for (\d+) steps", (
         run_dir / "log.liggghts").read_text())  # fmt: skip
     seconds, steps = float(loops[-1][0]), int(loops[-1][1])
@@ -95,12 +99,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--liggghts-procs", type=int, default=1, help="MPI processes")
     parser.add_argument("--no-liggghts", action="store_true", help="BGNN only (e.g. on a GPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name, config in MODELS.items():
         print(f"model {name}: {count_parameters(BGNN(config)):,} parameters")
-    print("| particles | LIGGGHTS ms/frame (1 core) | " + " | ".join(
+    print(f"| particles | LIGGGHTS ms/frame ({args.liggghts_procs} proc) | " + " | ".join(
         f"BGNN {name} ms/frame ({args.device})" for name in MODELS) + " |")  # fmt: skip
     for n in args.particles:
         scenario = drum_for(n, Material(), args.frames)
@@ -110,7 +115,8 @@ def main() -> None:
             if args.no_liggghts:
                 liggghts_ms_per_frame(scenario, run_dir, 1)  # still makes the initial frames
             else:
-                reference = f"{liggghts_ms_per_frame(scenario, run_dir, args.frames):.1f}"
+                ms = liggghts_ms_per_frame(scenario, run_dir, args.frames, args.liggghts_procs)
+                reference = f"{ms:.1f}"
             rows = [
                 f"{bgnn_ms_per_frame(c, scenario, run_dir, args.frames, args.device):.1f}"
                 for c in MODELS.values()
