@@ -121,9 +121,8 @@ def rollout_to_file(
     The file is marked complete only when every frame was written; a diverging rollout keeps
     the frames before the blow-up (marked incomplete) and raises DivergenceError.
     """
-    walls = scene.walls
     ids, types, radius = (t.cpu().numpy() for t in (state.ids, state.types, state.radius))
-    with TrajectoryWriter(path, ids, types, radius, walls, attrs, force=force) as writer:
+    with TrajectoryWriter(path, ids, types, radius, scene.walls, attrs, force=force) as writer:
         _write_history(writer, state, scene.frame_dt)
         return rollout(backend, scene, state, n_frames, writer, on_frame)
 
