@@ -9,9 +9,7 @@ import numpy as np
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.geometry.mesh import MESH_SUFFIXES, load_walls, summarize_walls
-from bgnn_sim.io.hdf5 import TrajectoryFile
-
-TRAJECTORY_SUFFIXES = (".h5", ".hdf5")
+from bgnn_sim.io.hdf5 import TRAJECTORY_SUFFIXES, TrajectoryFile
 
 
 def describe(path: Path, scale: float = 1.0) -> list[str]:

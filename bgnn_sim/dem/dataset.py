@@ -62,13 +62,14 @@ def build_trajectory(
     """Read a finished run's dumps into a trajectory with walls and metadata; run the checks."""
     traj = trim_empty_tail(read_dumps(str(run_dir / DUMP_PATTERN), dem_dt=timing.dem_dt))
     traj.walls = scenario_walls(scenario, timing)
-    checks = sanity_checks(traj, scenario, material, start_time(scenario, timing))
+    start = start_time(scenario, timing)
+    checks = sanity_checks(traj, scenario, material, start)
     traj.attrs.update(
         kind=scenario.kind,
         scenario=_jsonable(scenario),
         material=dataclasses.asdict(material),
         timing=dataclasses.asdict(timing),
-        start_time=start_time(scenario, timing),
+        start_time=start,
         checks=checks,
     )
     return traj, checks

@@ -7,14 +7,12 @@ from pathlib import Path
 from bgnn_sim.engine.rollout import rollout_to_file
 from bgnn_sim.engine.state import scene_from_trajectory, state_from_trajectory
 from bgnn_sim.geometry.mesh import load_walls
-from bgnn_sim.io.hdf5 import TrajectoryFile
+from bgnn_sim.io.hdf5 import TRAJECTORY_SUFFIXES, TrajectoryFile
 from bgnn_sim.io.liggghts import read_dumps
 from bgnn_sim.io.outputs import check_writable
 from bgnn_sim.models.simulator import BGNNSimulator
 from bgnn_sim.training.checkpoint import Checkpoint, load_checkpoint
 from bgnn_sim.training.distributed import resolve_device
-
-TRAJECTORY_SUFFIXES = (".h5", ".hdf5")
 
 
 def simulator_from_checkpoint(checkpoint: Checkpoint, device: str = "auto") -> BGNNSimulator:

@@ -34,6 +34,7 @@ from bgnn_sim.geometry.wall import Wall, motion_from_dict, motion_to_dict
 from bgnn_sim.io.outputs import check_writable
 from bgnn_sim.trajectory import Trajectory
 
+TRAJECTORY_SUFFIXES = (".h5", ".hdf5")
 FORMAT = "bgnn-sim-trajectory"
 VERSION = 1
 _FRAME_DATASETS = ("positions", "active", "velocities")

@@ -184,10 +184,18 @@ class Trainer:
 
 
 def write_config(out_dir: Path, config: TrainConfig) -> None:
-    """The resolved configuration next to the run's outputs (TOML-like, for humans)."""
-    lines = [f"{k} = {v!r}" for k, v in asdict(config).items() if k != "model"]
-    lines += ["", "[model]", *(f"{k} = {v!r}" for k, v in asdict(config.model).items())]
-    (Path(out_dir) / "config.toml").write_text("\n".join(lines).replace("'", '"') + "\n")
+    """The resolved configuration next to the run's outputs, as a TOML file that `--config`
+    reads back."""
+    lines = [f"{k} = {_toml(v)}" for k, v in asdict(config).items() if k != "model"]
+    lines += ["", "[model]", *(f"{k} = {_toml(v)}" for k, v in asdict(config.model).items())]
+    (Path(out_dir) / "config.toml").write_text("\n".join(lines) + "\n")
+
+
+def _toml(value) -> str:
+    """A scalar as TOML (booleans are lower case, strings double-quoted)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def _append_metrics(path: Path, row: dict) -> None:
