@@ -28,3 +28,13 @@ def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_hopper")
     generate_dataset("hopper", 3, out, workers=2, seed=0, preset="tiny")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_drum_dataset(tmp_path_factory):
+    """A tiny real drum dataset (3 LIGGGHTS runs, two particle types, ~150 frames each)."""
+    from bgnn_sim.dem.generate import generate_dataset
+
+    out = tmp_path_factory.mktemp("tiny_drum")
+    generate_dataset("drum", 3, out, workers=2, seed=0, preset="tiny")
+    return out

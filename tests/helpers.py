@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from bgnn_sim.geometry.generators import drum
+from bgnn_sim.geometry.mesh import load_walls
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
+from bgnn_sim.io.liggghts import read_dumps
 from bgnn_sim.trajectory import Trajectory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,6 +17,14 @@ MESHES = REPO / "meshes"
 # A small real LIGGGHTS run (200 beads discharging a conical hopper), deck and regenerating
 # script included.
 LIGGGHTS_HOPPER = Path(__file__).parent / "fixtures" / "liggghts_hopper"
+
+
+def liggghts_hopper_run() -> Trajectory:
+    """The committed LIGGGHTS hopper run with its walls: the mesh and the plug (opened at
+    step 12000 = 0.3 s, see in.hopper); its sink is 20 mm below the outlet."""
+    truth = read_dumps(str(LIGGGHTS_HOPPER / "post" / "dump*.liggghts.gz"), dem_dt=2.5e-5)
+    truth.walls = [*load_walls(LIGGGHTS_HOPPER / "hopper.stl"), make_gate((0, 0, 0), 0.03, 0.3)]
+    return truth
 
 
 def make_trajectory(n_frames=6, n_particles=20, seed=0) -> Trajectory:

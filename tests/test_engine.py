@@ -8,14 +8,12 @@ import torch
 
 from bgnn_sim.engine.rollout import DivergenceError, rollout, rollout_to_file
 from bgnn_sim.engine.state import Scene, Sink, state_from_trajectory
-from bgnn_sim.geometry.mesh import load_walls
-from bgnn_sim.geometry.wall import Wall, make_gate
+from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.features import build_graph
 from bgnn_sim.io.hdf5 import TrajectoryFile
-from bgnn_sim.io.liggghts import read_dumps
 from bgnn_sim.models.bgnn import BGNN, BGNNConfig
 from bgnn_sim.models.simulator import BGNNSimulator
-from tests.helpers import LIGGGHTS_HOPPER
+from tests.helpers import liggghts_hopper_run
 
 HISTORY = 5
 STATS = {
@@ -25,10 +23,8 @@ STATS = {
 
 
 def fixture_run():
-    """The committed LIGGGHTS hopper run with its walls: the mesh and the plug (opened at
-    step 12000 = 0.3 s, see in.hopper), and its sink 20 mm below the outlet."""
-    truth = read_dumps(str(LIGGGHTS_HOPPER / "post" / "dump*.liggghts.gz"), dem_dt=2.5e-5)
-    truth.walls = [*load_walls(LIGGGHTS_HOPPER / "hopper.stl"), make_gate((0, 0, 0), 0.03, 0.3)]
+    """The committed LIGGGHTS hopper run, and its scene: walls and the sink 20 mm below."""
+    truth = liggghts_hopper_run()
     return truth, Scene(truth.walls, frame_dt=1e-3, sinks=[Sink(-0.02)])
 
 
