@@ -14,6 +14,10 @@ import numpy as np
 
 from bgnn_sim.geometry.wall import Wall
 
+# The attrs that describe the container and material (as written by `bgnn generate`); a rollout
+# keeps them from its initial state so that its analysis knows the scene.
+SCENE_ATTRS = ("kind", "scenario", "material", "timing")
+
 
 @dataclass
 class Trajectory:

@@ -14,6 +14,7 @@ Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs
 Scale = Annotated[
     float, typer.Option(help="Factor applied to mesh coordinates (0.001 for millimetres).")
 ]
+DemDt = Annotated[float, typer.Option(help="LIGGGHTS time step (s): time = step x dt.")]
 
 
 class App(typer.Typer):
@@ -54,9 +55,7 @@ def convert(
         list[str], typer.Argument(help="LIGGGHTS dump files or glob patterns (quote them).")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Trajectory file (.h5).")],
-    dem_dt: Annotated[float, typer.Option(help="LIGGGHTS time step (s): time = step x dt.")] = (
-        2.5e-5
-    ),
+    dem_dt: DemDt = 2.5e-5,
     radius: Annotated[
         float | None, typer.Option(help="Particle radius (m) when the dumps have none.")
     ] = None,
@@ -199,6 +198,73 @@ def rollout(
     typer.echo(f"wrote {output}: {frames} frames")
     if vtk is not None:
         export(output, vtk, every=1, force=force)
+
+
+Source = Annotated[str, typer.Argument(help="A trajectory (.h5) or LIGGGHTS dumps (glob).")]
+ReportDir = Annotated[Path, typer.Option("--out", help="Folder for the plots and metrics.")]
+OutletZ = Annotated[
+    float | None, typer.Option(help="Hopper outlet plane height (m); default the walls' bottom.")
+]
+Density = Annotated[
+    float | None, typer.Option(help="Particle density (kg/m^3); default the trajectory's.")
+]
+MixingBins = Annotated[int, typer.Option(min=1, help="Mixing grid bins per axis.")]
+
+
+@app.command()
+def analyze(
+    trajectory: Source,
+    out: ReportDir,
+    outlet_z: OutletZ = None,
+    density: Density = None,
+    mixing_bins: MixingBins = 9,
+    dem_dt: DemDt = 2.5e-5,
+    force: Force = False,
+) -> None:
+    """Measure one trajectory: discharge or drum flow, mixing, energy, leakage; plots."""
+    from bgnn_sim.analysis.session import analyze_session
+    from bgnn_sim.analysis.summary import AnalysisOptions
+
+    options = AnalysisOptions(outlet_z, density, mixing_bins)
+    metrics = analyze_session(trajectory, out, options, dem_dt, force)
+    _echo_metrics(metrics)
+    typer.echo(f"wrote {out / 'report.md'}")
+
+
+@app.command()
+def compare(
+    rollout: Annotated[str, typer.Argument(help="The rollout (.h5) to judge.")],
+    reference: Annotated[str, typer.Argument(help="Reference: a trajectory or LIGGGHTS dumps.")],
+    out: ReportDir,
+    fail_above: Annotated[
+        list[str] | None,
+        typer.Option(help="METRIC=VALUE: exit 1 when the metric exceeds it (repeatable)."),
+    ] = None,
+    outlet_z: OutletZ = None,
+    density: Density = None,
+    mixing_bins: MixingBins = 9,
+    dem_dt: DemDt = 2.5e-5,
+    force: Force = False,
+) -> None:
+    """Compare a rollout with LIGGGHTS: curve errors, distances, leakage; plots and report."""
+    from bgnn_sim.analysis.session import compare_session, exceeded, parse_limits
+    from bgnn_sim.analysis.summary import AnalysisOptions
+
+    limits = parse_limits(fail_above or [])
+    options = AnalysisOptions(outlet_z, density, mixing_bins)
+    metrics = compare_session(rollout, reference, out, options, dem_dt, force)
+    _echo_metrics(metrics)
+    typer.echo(f"wrote {out / 'report.md'}")
+    broken = exceeded(metrics, limits)
+    if broken:
+        raise BgnnError("limits exceeded: " + "; ".join(broken))
+
+
+def _echo_metrics(metrics: dict) -> None:
+    width = max(map(len, metrics))
+    for name, value in metrics.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        typer.echo(f"  {name:<{width}}  {shown}")
 
 
 class HopperShape(StrEnum):

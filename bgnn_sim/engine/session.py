@@ -6,13 +6,12 @@ from pathlib import Path
 
 from bgnn_sim.engine.rollout import rollout_to_file
 from bgnn_sim.engine.state import scene_from_trajectory, state_from_trajectory
-from bgnn_sim.geometry.mesh import load_walls
-from bgnn_sim.io.hdf5 import TRAJECTORY_SUFFIXES, TrajectoryFile
-from bgnn_sim.io.liggghts import read_dumps
 from bgnn_sim.io.outputs import check_writable
+from bgnn_sim.io.sources import open_source
 from bgnn_sim.models.simulator import BGNNSimulator
 from bgnn_sim.training.checkpoint import Checkpoint, load_checkpoint
 from bgnn_sim.training.distributed import resolve_device
+from bgnn_sim.trajectory import SCENE_ATTRS
 
 
 def simulator_from_checkpoint(checkpoint: Checkpoint, device: str = "auto") -> BGNNSimulator:
@@ -21,16 +20,6 @@ def simulator_from_checkpoint(checkpoint: Checkpoint, device: str = "auto") -> B
     cutoff = checkpoint.config.cutoff_radii * checkpoint.data["material"]["radius"]
     model = checkpoint.build_model(target)
     return BGNNSimulator(model, checkpoint.statistics, cutoff, checkpoint.config.graph_backend)
-
-
-def load_initial(init: str, mesh: Path | None, dem_dt: float):
-    """A trajectory file, or LIGGGHTS dumps (walls from `mesh`), to start a rollout from."""
-    if Path(init).suffix.lower() in TRAJECTORY_SUFFIXES:
-        return TrajectoryFile(init)
-    trajectory = read_dumps(init, dem_dt=dem_dt)
-    if mesh is not None:
-        trajectory.walls = load_walls(mesh)
-    return trajectory
 
 
 def rollout_session(
@@ -48,11 +37,12 @@ def rollout_session(
     check_writable(Path(output), force)
     trained = load_checkpoint(checkpoint)
     simulator = simulator_from_checkpoint(trained, device)
-    source = load_initial(init, mesh, trained.data["timing"]["dem_dt"])
+    source = open_source(init, mesh=mesh, dem_dt=trained.data["timing"]["dem_dt"])
     state = state_from_trajectory(source, start, simulator.history)
     scene = scene_from_trajectory(source)
     state = state.to(next(simulator.model.parameters()).device)
-    attrs = {"source": "bgnn rollout", "checkpoint": str(checkpoint), "init": str(init)}
+    attrs = {key: source.attrs[key] for key in SCENE_ATTRS if key in source.attrs}
+    attrs |= {"source": "bgnn rollout", "checkpoint": str(checkpoint), "init": str(init)}
     if progress is None:
         rollout_to_file(simulator, scene, state, frames, output, attrs, force)
         return

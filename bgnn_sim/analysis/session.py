@@ -1,0 +1,76 @@
+"""`bgnn analyze` and `bgnn compare`: load, measure, write the report, check limits."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from bgnn_sim.analysis.compare import compare
+from bgnn_sim.analysis.report import write_analysis_report, write_comparison_report
+from bgnn_sim.analysis.summary import AnalysisOptions, analyze
+from bgnn_sim.errors import ConfigError
+from bgnn_sim.io.sources import open_source
+from bgnn_sim.trajectory import SCENE_ATTRS, Trajectory
+
+
+def analyze_session(
+    source: str, out_dir: Path, options: AnalysisOptions, dem_dt: float, force: bool = False
+) -> dict:
+    """Measure one trajectory (or LIGGGHTS dumps) and write its report; returns its scalars."""
+    traj = open_source(source, dem_dt).read()
+    return write_analysis_report(analyze(traj, options), out_dir, f"Analysis of {source}", force)
+
+
+def compare_session(
+    rollout: str,
+    reference: str,
+    out_dir: Path,
+    options: AnalysisOptions,
+    dem_dt: float,
+    force: bool = False,
+) -> dict:
+    """Compare a rollout with a reference and write the report; returns the metrics.
+
+    A reference without walls (LIGGGHTS dumps) is taken to flow in the rollout's container:
+    it inherits the rollout's walls and scenario description.
+    """
+    ours = open_source(rollout, dem_dt).read()
+    theirs = with_scene_of(open_source(reference, dem_dt).read(), ours)
+    title = f"{rollout} against {reference}"
+    comparison = compare(ours, theirs, options)
+    return write_comparison_report(comparison, out_dir, ("rollout", "reference"), title, force)
+
+
+def with_scene_of(traj: Trajectory, other: Trajectory) -> Trajectory:
+    """`traj`, with `other`'s walls and scene attrs when it has no walls of its own."""
+    if traj.walls:
+        return traj
+    scene = {key: other.attrs[key] for key in SCENE_ATTRS if key in other.attrs}
+    return replace(traj, walls=other.walls, attrs={**scene, **traj.attrs})
+
+
+def parse_limits(pairs: list[str]) -> dict[str, float]:
+    """ "METRIC=VALUE" strings (--fail-above) as a dict."""
+    limits = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            limits[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--fail-above {pair!r}: expected METRIC=VALUE") from None
+    return limits
+
+
+def exceeded(metrics: dict, limits: dict[str, float]) -> list[str]:
+    """Descriptions of the limits that `metrics` break; a metric that could not be measured
+    (NaN or None) breaks its limit, and an unknown metric name is an error."""
+    unknown = sorted(set(limits) - set(metrics))
+    if unknown:
+        raise ConfigError(f"unknown metric {unknown[0]!r}; known: {', '.join(sorted(metrics))}")
+    broken = []
+    for name, limit in limits.items():
+        value = metrics[name]
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value > limit:
+            broken.append(f"{name} = {value} > {limit}")
+    return broken
