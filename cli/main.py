@@ -240,6 +240,9 @@ def compare(
         list[str] | None,
         typer.Option(help="METRIC=VALUE: exit 1 when the metric exceeds it (repeatable)."),
     ] = None,
+    distance_frames: Annotated[
+        int, typer.Option(min=1, help="Frames (evenly spread) for the cloud distances.")
+    ] = 5,
     outlet_z: OutletZ = None,
     density: Density = None,
     mixing_bins: MixingBins = 9,
@@ -252,7 +255,7 @@ def compare(
 
     limits = parse_limits(fail_above or [])
     options = AnalysisOptions(outlet_z, density, mixing_bins)
-    metrics = compare_session(rollout, reference, out, options, dem_dt, force)
+    metrics = compare_session(rollout, reference, out, options, dem_dt, distance_frames, force)
     _echo_metrics(metrics)
     typer.echo(f"wrote {out / 'report.md'}")
     broken = exceeded(metrics, limits)

@@ -78,13 +78,15 @@ def compare(
     rollout: Trajectory,
     reference: Trajectory,
     options: AnalysisOptions | None = None,
-    distance_frames: int = 10,
+    distance_frames: int = 5,
     horizon: int = 10,
 ) -> Comparison:
     """Compare `rollout` with `reference` (see the module docstring for the metrics).
 
     Args:
-        distance_frames: paired frames, evenly spread, at which the clouds' distances are taken.
+        distance_frames: paired frames, evenly spread (first and last included), at which the
+            clouds' distances are taken (the Sinkhorn divergence costs ~5 s per 1000-particle
+            frame on 2 cores).
         horizon: frames after the first paired frame at which the position error is reported.
     """
     options = options or AnalysisOptions()

@@ -28,6 +28,7 @@ def compare_session(
     out_dir: Path,
     options: AnalysisOptions,
     dem_dt: float,
+    distance_frames: int = 5,
     force: bool = False,
 ) -> dict:
     """Compare a rollout with a reference and write the report; returns the metrics.
@@ -38,7 +39,7 @@ def compare_session(
     ours = open_source(rollout, dem_dt).read()
     theirs = with_scene_of(open_source(reference, dem_dt).read(), ours)
     title = f"{rollout} against {reference}"
-    comparison = compare(ours, theirs, options)
+    comparison = compare(ours, theirs, options, distance_frames)
     return write_comparison_report(comparison, out_dir, ("rollout", "reference"), title, force)
 
 
