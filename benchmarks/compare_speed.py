@@ -1,11 +1,12 @@
 """Benchmark: time of `bgnn compare` (reading, analysis, distances, plots, report) on a pair.
 
 The pair is a real LIGGGHTS run (its first `--frames` frames) and the same run delayed by
-`--shift` seconds, both written to temporary trajectory files, so that every curve and distance
+`--shift` seconds (make the dataset with `bgnn generate drum --out data/drum --runs 40
+--seed 1000`), both written to temporary trajectory files, so that every curve and distance
 has real work to do. Times each part of the analysis, then the whole comparison as the CLI
 runs it.
 
-    python benchmarks/compare_speed.py /work/data/drum/trajectories/drum_005.h5 --frames 2000
+    python benchmarks/compare_speed.py data/drum/trajectories/drum_005.h5 --frames 2000
 """
 
 from __future__ import annotations

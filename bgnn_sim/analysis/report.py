@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -58,8 +59,9 @@ def _write_report(out_dir, title, series: Series, comparison, metrics, force) ->
     written = []
     for name, fig in figures.items():
         if fig is not None:
-            save = lambda tmp, fig=fig: fig.savefig(tmp, dpi=110, format="png")  # noqa: E731
-            write_atomically(out_dir / f"{name}.png", save, force)
+            write_atomically(
+                out_dir / f"{name}.png", partial(fig.savefig, dpi=110, format="png"), force
+            )
             plt.close(fig)
             written.append(name)
     text = json.dumps(_jsonable(metrics), indent=2) + "\n"
