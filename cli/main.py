@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from bgnn_sim.errors import BgnnError
+from bgnn_sim.simulation.config import DEFAULT_RPM
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 Scale = Annotated[
@@ -198,6 +199,58 @@ def rollout(
     typer.echo(f"wrote {output}: {frames} frames")
     if vtk is not None:
         export(output, vtk, every=1, force=force)
+
+
+@app.command()
+def simulate(
+    mesh: Annotated[Path, typer.Argument(help="Container mesh: a hopper (open outlet) or a drum.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder [default: <mesh name>-simulation].")
+    ] = None,
+    particles: Annotated[int | None, typer.Option(min=1, help="Particles to fill in.")] = None,
+    fill_height: Annotated[
+        float | None, typer.Option(help="Bed height above the container's bottom (m).")
+    ] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Start from LIGGGHTS dumps or a trajectory (.h5).")
+    ] = None,
+    open_at: Annotated[float, typer.Option(help="Hopper: gate opening time (s).")] = 0.05,
+    rotate: Annotated[float, typer.Option(help="Drum: rotation speed (rpm).")] = DEFAULT_RPM,
+    axis: Annotated[
+        str | None, typer.Option(help="Drum: rotation axis x|y|z [default: inferred].")
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Simulated seconds [default: hopper until empty, drum 1 s]."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Your checkpoint [default: the shipped model].")
+    ] = None,
+    device: Device = "auto",
+    seed: Annotated[int, typer.Option(help="Draw of the fill.")] = 0,
+    vtk_every: Annotated[int, typer.Option(min=1, help="ParaView: every k-th frame.")] = 10,
+    scale: Scale = 1.0,
+    force: Force = False,
+) -> None:
+    """Fill a container, simulate the flow with a learned model, write ParaView files + plots."""
+    from bgnn_cli.progress import progress_bar
+    from bgnn_sim.simulation.config import SimulationConfig
+    from bgnn_sim.simulation.session import simulate as run_simulation
+
+    config = SimulationConfig(
+        mesh=mesh, out=out or Path(f"{mesh.stem}-simulation"), scale=scale,
+        particles=particles, fill_height=fill_height, init=init, open_at=open_at, rpm=rotate,
+        axis=axis, duration=duration, model=model, device=device, seed=seed,
+        vtk_every=vtk_every, force=force,
+    )  # fmt: skip
+    result = run_simulation(config, progress_bar, say=typer.echo)
+    summary = result.summary
+    typer.echo(
+        f"simulated {summary['simulated_s']:.3f} s ({summary['frames']} frames) at "
+        f"{summary['frames_per_s']:.1f} frames/s on {summary['device']}"
+    )
+    _echo_metrics(summary["metrics"])
+    typer.echo(f"wrote {result.out}/: open paraview/particles.pvd and paraview/walls.pvd")
 
 
 Source = Annotated[str, typer.Argument(help="A trajectory (.h5) or LIGGGHTS dumps (glob).")]

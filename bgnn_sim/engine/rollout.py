@@ -80,9 +80,11 @@ def rollout(
     writer: TrajectoryWriter | None = None,
     on_frame: Callable[[ParticleState], None] | None = None,
     max_speed: float = MAX_SPEED_MS,
+    until: Callable[[ParticleState], bool] | None = None,
 ) -> ParticleState:
     """Roll `state` forward `n_frames` frames, streaming each to `writer`; returns the last.
 
+    Stops early after a frame for which `until(state)` is true (a hopper that has emptied).
     Raises DivergenceError (after writing every good frame) when the rollout blows up.
     """
     with torch.no_grad():
@@ -93,6 +95,8 @@ def rollout(
                 write_frame(writer, state, scene.frame_dt)
             if on_frame is not None:
                 on_frame(state)
+            if until is not None and until(state):
+                break
     return state
 
 
@@ -115,6 +119,7 @@ def rollout_to_file(
     attrs: dict | None = None,
     force: bool = False,
     on_frame: Callable[[ParticleState], None] | None = None,
+    until: Callable[[ParticleState], bool] | None = None,
 ) -> ParticleState:
     """Roll out and stream to a trajectory file that starts with the state's history frames.
 
@@ -124,7 +129,7 @@ def rollout_to_file(
     ids, types, radius = (t.cpu().numpy() for t in (state.ids, state.types, state.radius))
     with TrajectoryWriter(path, ids, types, radius, scene.walls, attrs, force=force) as writer:
         _write_history(writer, state, scene.frame_dt)
-        return rollout(backend, scene, state, n_frames, writer, on_frame)
+        return rollout(backend, scene, state, n_frames, writer, on_frame, until=until)
 
 
 def _write_history(writer: TrajectoryWriter, state: ParticleState, frame_dt: float) -> None:

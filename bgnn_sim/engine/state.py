@@ -111,11 +111,12 @@ def state_from_trajectory(
 
 
 def scene_from_trajectory(trajectory: TrajectoryFile | Trajectory) -> Scene:
-    """The scene a trajectory was recorded in: its walls, frame step and, for a generated hopper
-    run, the sink below the outlet."""
+    """The scene a trajectory was recorded in: its walls, frame step and, for a hopper, the sink
+    below the outlet (`sink_z`, or `sink_depth` below a generated hopper's outlet at z = 0)."""
     if trajectory.n_frames < 2:
         raise BgnnError("the initial trajectory needs two frames or more (the frame step)")
     frame_dt = float(np.median(np.diff(trajectory.time)))
     scenario = trajectory.attrs.get("scenario", {})
-    sinks = [Sink(-scenario["sink_depth"])] if "sink_depth" in scenario else []
+    sink_z = scenario.get("sink_z", -scenario["sink_depth"] if "sink_depth" in scenario else None)
+    sinks = [] if sink_z is None else [Sink(sink_z)]
     return Scene(walls=trajectory.walls, frame_dt=frame_dt, sinks=sinks)

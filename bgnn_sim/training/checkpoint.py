@@ -91,3 +91,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     except (KeyError, TypeError, RuntimeError, BgnnError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from exc
     return checkpoint
+
+
+def export_model(source: str | Path, target: str | Path) -> Checkpoint:
+    """Copy a checkpoint without its optimiser state: the file a model is shipped as."""
+    checkpoint = dataclasses.replace(load_checkpoint(source), optimizer=None)
+    save_checkpoint(target, checkpoint)
+    return checkpoint

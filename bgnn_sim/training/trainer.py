@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from bgnn_sim.configfile import write_toml
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.engine.rollout import euler_step
 from bgnn_sim.models.bgnn import BGNN
@@ -186,16 +187,7 @@ class Trainer:
 def write_config(out_dir: Path, config: TrainConfig) -> None:
     """The resolved configuration next to the run's outputs, as a TOML file that `--config`
     reads back."""
-    lines = [f"{k} = {_toml(v)}" for k, v in asdict(config).items() if k != "model"]
-    lines += ["", "[model]", *(f"{k} = {_toml(v)}" for k, v in asdict(config.model).items())]
-    (Path(out_dir) / "config.toml").write_text("\n".join(lines) + "\n")
-
-
-def _toml(value) -> str:
-    """A scalar as TOML (booleans are lower case, strings double-quoted)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    write_toml(Path(out_dir) / "config.toml", asdict(config))
 
 
 def _append_metrics(path: Path, row: dict) -> None:

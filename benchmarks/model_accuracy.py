@@ -1,0 +1,97 @@
+"""Benchmark: accuracy of a trained model on the held-out test runs of its dataset.
+
+For every test run: roll the model out from the run's first frames (the settled bed before the
+gate opens, or the drum as it starts to turn) for as long as the LIGGGHTS run lasts (or
+`--frames`), then `bgnn compare` the rollout with the run. Writes each comparison's report under
+`--out`, a `summary.json` with every run's metrics, and prints the table the model cards quote.
+
+    python benchmarks/model_accuracy.py bgnn_sim/pretrained/hopper.pt data/hopper --out eval/hopper
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bgnn_sim.analysis.session import compare_session
+from bgnn_sim.analysis.summary import AnalysisOptions
+from bgnn_sim.dem.dataset import read_manifest
+from bgnn_sim.engine.rollout import DivergenceError
+from bgnn_sim.engine.session import rollout_session
+from bgnn_sim.io.hdf5 import TrajectoryFile
+from bgnn_sim.training.checkpoint import load_checkpoint
+
+COLUMNS = {
+    "hopper": ("discharge_fraction_max_error", "t50_relative_error", "wasserstein_mean_m",
+               "leakage_crossings", "leakage_outside_max"),
+    "drum": ("mixing_entropy_max_error", "repose_angle_error_deg", "wasserstein_mean_m",
+             "leakage_crossings", "leakage_outside_max"),
+}  # fmt: skip
+
+
+def evaluate_run(model: Path, reference: Path, out: Path, frames: int | None) -> dict:
+    """Roll out from the reference's first frames, compare, return the metrics (+ timing)."""
+    history = load_checkpoint(model).config.model.history
+    with TrajectoryFile(reference) as run:
+        n_frames = run.n_frames - 1 - history if frames is None else frames
+    out.mkdir(parents=True, exist_ok=True)
+    rollout = out / "rollout.h5"
+    started = time.perf_counter()
+    try:
+        rollout_session(model, str(reference), n_frames, rollout, start=history, force=True)
+        diverged = None
+    except DivergenceError as exc:  # the frames before the blow-up are kept and compared
+        diverged = str(exc)
+    seconds = time.perf_counter() - started
+    metrics = compare_session(str(rollout), str(reference), out / "report", AnalysisOptions(),
+                              dem_dt=2.5e-5, force=True)  # fmt: skip
+    return {**metrics, "rollout_frames": n_frames, "rollout_seconds": seconds,
+            "diverged": diverged}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="checkpoint (.pt)")
+    parser.add_argument("dataset", type=Path, help="dataset folder (bgnn generate)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--frames", type=int, default=None, help="frames per rollout")
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+
+    manifest = read_manifest(args.dataset)
+    kind = load_checkpoint(args.model).data["kinds"][0]
+    results = {}
+    for name in manifest["splits"][args.split]:
+        reference = args.dataset / "trajectories" / f"{name}.h5"
+        results[name] = evaluate_run(args.model, reference, args.out / name, args.frames)
+        row = {k: results[name].get(k) for k in COLUMNS[kind]}
+        print(name, json.dumps(row), flush=True)
+        (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
+    print_table(results, COLUMNS[kind])
+
+
+def print_table(results: dict, columns: tuple[str, ...]) -> None:
+    """Markdown table of the chosen metrics per run, with the mean and the worst."""
+    print("| run | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name, metrics in results.items():
+        print(f"| {name} | " + " | ".join(_cell(metrics.get(c)) for c in columns) + " |")
+    for label, reduce in (("mean", np.nanmean), ("worst", np.nanmax)):
+        values = [reduce([_number(m.get(c)) for m in results.values()]) for c in columns]
+        print(f"| {label} | " + " | ".join(_cell(v) for v in values) + " |")
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else abs(float(value))
+
+
+def _cell(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4g}"
+
+
+if __name__ == "__main__":
+    main()

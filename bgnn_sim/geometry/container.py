@@ -1,0 +1,222 @@
+"""What a container mesh is: a hopper (open at the top and at a bottom outlet) or a closed drum.
+
+`inspect_container` reads the boundary loops of the walls: a watertight mesh is a drum (its axis
+from the principal moments of inertia), a mesh with a lowest open loop is a hopper whose outlet
+is that loop. `closed_solid` caps the openings, so that "inside the container" is a question
+trimesh can answer for filling it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+from bgnn_sim.errors import MeshError
+from bgnn_sim.geometry.wall import Wall
+
+AXES = {"x": 0, "y": 1, "z": 2}
+# An axis found from the inertia counts as x, y or z when it is this close (cosine).
+AXIS_ALIGNMENT = 0.9998  # ~1 degree
+# An opening is horizontal when its height varies by less than this fraction of its width.
+FLAT_OPENING = 0.02
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A horizontal open loop of a container's wall.
+
+    Attributes:
+        center: [3] centroid of the loop (m).
+        width: smallest horizontal extent (m): a circle's diameter, a square's side, a slot's
+            width.
+        length: largest horizontal extent (m).
+    """
+
+    center: np.ndarray
+    width: float
+    length: float
+
+    @property
+    def z(self) -> float:
+        return float(self.center[2])
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container recognised from its mesh.
+
+    Attributes:
+        kind: "hopper" or "drum".
+        walls: the walls as loaded (static).
+        outlet, top: a hopper's bottom and top openings (None for a drum).
+        axis: a drum's rotation axis ("x", "y" or "z"; None for a hopper).
+        center: [3] the drum's centre on its axis, or the hopper's outlet centre.
+        radius, length: the drum's inner radius and length along the axis (m).
+    """
+
+    kind: str
+    walls: list[Wall]
+    outlet: Opening | None = None
+    top: Opening | None = None
+    axis: str | None = None
+    center: np.ndarray | None = None
+    radius: float | None = None
+    length: float | None = None
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """[2, 3] min and max corners of the walls."""
+        vertices = np.concatenate([w.vertices for w in self.walls])
+        return np.stack([vertices.min(axis=0), vertices.max(axis=0)])
+
+    def describe(self) -> str:
+        """One line saying what was inferred, in millimetres."""
+        if self.kind == "drum":
+            return (
+                f"closed drum: axis {self.axis}, radius {self.radius * 1e3:.1f} mm, length "
+                f"{self.length * 1e3:.1f} mm, centre {_mm(self.center)}"
+            )
+        return (
+            f"hopper: outlet {self.outlet.width * 1e3:.1f} mm wide at z = "
+            f"{self.outlet.z * 1e3:.1f} mm, centre {_mm(self.outlet.center)}; top opening "
+            f"{self.top.width * 1e3:.1f} mm at z = {self.top.z * 1e3:.1f} mm"
+        )
+
+
+def inspect_container(walls: list[Wall], axis: str | None = None) -> Container:
+    """Recognise a hopper or a drum in static walls (gravity along -z).
+
+    Args:
+        walls: the container's walls (one or more bodies).
+        axis: a drum's axis when it is not to be inferred.
+
+    Raises:
+        MeshError: neither a closed drum nor a hopper open at the top and at a bottom outlet.
+    """
+    mesh = _merged(walls)
+    loops = _boundary_loops(mesh)
+    if not loops:
+        if not mesh.is_watertight:
+            raise MeshError("the container mesh is neither closed nor open along clean loops")
+        return _drum(walls, mesh, axis)
+    if axis is not None:
+        raise MeshError("--axis applies to closed drums; this mesh is open (a hopper)")
+    return _hopper(walls, loops)
+
+
+def closed_solid(container: Container) -> trimesh.Trimesh:
+    """A watertight mesh of the container's inside: its walls with every opening capped."""
+    mesh = _merged(container.walls)
+    loops = _boundary_loops(mesh)
+    caps = [_fan(mesh.vertices[loop]) for loop in loops]
+    solid = trimesh.util.concatenate([mesh, *caps])
+    solid.merge_vertices()
+    trimesh.repair.fix_normals(solid)
+    if not solid.is_watertight:
+        raise MeshError("cannot close the container to fill it (its openings are not planar)")
+    return solid
+
+
+def _drum(walls: list[Wall], mesh: trimesh.Trimesh, axis: str | None) -> Container:
+    direction = _symmetry_axis(mesh) if axis is None else np.eye(3)[_axis_index(axis)]
+    aligned = np.abs(direction) >= AXIS_ALIGNMENT
+    if not aligned.any():
+        raise MeshError(
+            f"the drum's axis {np.round(direction, 3).tolist()} is not along x, y or z; "
+            "give --axis x|y|z"
+        )
+    name = "xyz"[int(np.argmax(aligned))]
+    k = AXES[name]
+    vertices = np.asarray(mesh.vertices)
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    center = (lo + hi) / 2
+    radial = np.delete(vertices - center, k, axis=1)
+    radius = float(np.linalg.norm(radial, axis=1).max())
+    return Container("drum", walls, axis=name, center=center, radius=radius, length=hi[k] - lo[k])
+
+
+def _symmetry_axis(mesh: trimesh.Trimesh) -> np.ndarray:
+    """Unit axis [3] of a solid of revolution: the principal axis whose moment differs from the
+    other two (which are equal for a cylinder)."""
+    moments = mesh.principal_inertia_components
+    vectors = mesh.principal_inertia_vectors
+    gaps = [abs(moments[k] - moments[j]) + abs(moments[k] - moments[i])
+            for k, (i, j) in enumerate([(1, 2), (0, 2), (0, 1)])]  # fmt: skip
+    return np.abs(vectors[int(np.argmax(gaps))])
+
+
+def _axis_index(axis: str) -> int:
+    if axis not in AXES:
+        raise MeshError(f"--axis must be x, y or z, not {axis!r}")
+    return AXES[axis]
+
+
+def _hopper(walls: list[Wall], loops: list[np.ndarray]) -> Container:
+    mesh = _merged(walls)
+    openings = sorted((_opening(mesh.vertices[loop]) for loop in loops), key=lambda o: o.z)
+    outlet, top = openings[0], openings[-1]
+    bottom = float(mesh.vertices[:, 2].min())
+    if len(openings) < 2 or outlet.z > bottom + 0.05 * (mesh.extents[2]):
+        raise MeshError(
+            "the mesh is open but has no outlet at its bottom; bgnn simulate takes hoppers "
+            "(open at the top and at a bottom outlet) and closed drums"
+        )
+    return Container("hopper", walls, outlet=outlet, top=top, center=outlet.center)
+
+
+def _opening(points: np.ndarray) -> Opening:
+    """The opening bounded by a loop of points [M, 3]; MeshError when it is not horizontal."""
+    extents = np.ptp(points[:, :2], axis=0)
+    if np.ptp(points[:, 2]) > FLAT_OPENING * extents.max():
+        raise MeshError(
+            f"an opening of the mesh at z = {points[:, 2].mean():.4f} m is not horizontal; "
+            "hopper outlets must lie in a horizontal plane (gravity is -z)"
+        )
+    return Opening(points.mean(axis=0), float(extents.min()), float(extents.max()))
+
+
+def _merged(walls: list[Wall]) -> trimesh.Trimesh:
+    meshes = [w.to_trimesh() for w in walls]
+    mesh = trimesh.util.concatenate(meshes) if len(meshes) > 1 else meshes[0].copy()
+    mesh.merge_vertices()
+    return mesh
+
+
+def _boundary_loops(mesh: trimesh.Trimesh) -> list[np.ndarray]:
+    """Vertex indices of each closed loop of boundary edges (edges of only one triangle), in
+    order along the loop."""
+    boundary = trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1)
+    edges = mesh.edges_sorted[boundary]
+    neighbours: dict[int, list[int]] = {}
+    for u, v in edges.tolist():
+        neighbours.setdefault(u, []).append(v)
+        neighbours.setdefault(v, []).append(u)
+    if any(len(n) != 2 for n in neighbours.values()):
+        raise MeshError("the mesh's open edges do not form simple loops (a broken mesh?)")
+    loops, unvisited = [], set(neighbours)
+    while unvisited:  # walk each loop once: a few hundred vertices, not particles
+        loop = [min(unvisited)]
+        previous, current = None, loop[0]
+        while True:
+            a, b = neighbours[current]
+            previous, current = current, (b if a == previous else a)
+            if current == loop[0]:
+                break
+            loop.append(current)
+        unvisited -= set(loop)
+        loops.append(np.array(loop))
+    return loops
+
+
+def _fan(points: np.ndarray) -> trimesh.Trimesh:
+    """A flat cap over a loop of points [M, 3]: triangles from its centroid to each edge."""
+    m = len(points)
+    vertices = np.vstack([points, points.mean(axis=0)])
+    faces = np.column_stack([np.arange(m), np.roll(np.arange(m), -1), np.full(m, m)])
+    return trimesh.Trimesh(vertices, faces, process=False)
+
+
+def _mm(point: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v * 1e3:.1f}" for v in point) + ") mm"

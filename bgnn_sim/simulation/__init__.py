@@ -1,0 +1,1 @@
+"""`bgnn simulate`: a container mesh in, a learned granular-flow simulation out."""

@@ -1,0 +1,80 @@
+"""The settings of one `bgnn simulate` run: typed, with the defaults in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from bgnn_sim.errors import ConfigError
+
+# A drum turns this fast unless told (training range 10-40 rpm), for this long by default.
+DEFAULT_RPM = 30.0
+DEFAULT_DRUM_SECONDS = 1.0
+# A drum is filled to this fraction of its volume unless told (training range 0.20-0.45).
+DEFAULT_DRUM_FILL = 0.25
+# A hopper is filled to this fraction of its height above the outlet unless told.
+DEFAULT_HOPPER_FILL = 0.5
+# A hopper discharges until it is empty or for this long after the gate opens.
+DEFAULT_HOPPER_SECONDS = 1.5
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """One simulation; SI units. None means "inferred from the geometry and the model".
+
+    Attributes:
+        mesh: the container (STL/OBJ/PLY, metres after `scale`).
+        out: run folder for every output.
+        scale: factor applied to the mesh coordinates.
+        particles: particles to fill in (default: from `fill_height`).
+        fill_height: height of the bed above the container's lowest point (m); default half a
+            hopper's height, a quarter of a drum's volume.
+        init: start from a LIGGGHTS state instead (dumps or a trajectory .h5; its last frame).
+        open_at: s after the start at which a hopper's gate opens.
+        rpm: a drum's rotation speed.
+        axis: a drum's axis ("x", "y", "z"; default inferred).
+        duration: simulated seconds (default: a hopper until empty, at most open_at + 1.5 s;
+            a drum 1 s).
+        model: checkpoint (default the shipped model for the container kind).
+        device: "auto", "cpu" or "cuda".
+        seed: draw of the fill.
+        vtk_every: write every k-th frame to the ParaView series.
+        force: replace a previous run folder.
+    """
+
+    mesh: Path
+    out: Path
+    scale: float = 1.0
+    particles: int | None = None
+    fill_height: float | None = None
+    init: str | None = None
+    open_at: float = 0.05
+    rpm: float = DEFAULT_RPM
+    axis: str | None = None
+    duration: float | None = None
+    model: Path | None = None
+    device: str = "auto"
+    seed: int = 0
+    vtk_every: int = 10
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.particles is not None and self.fill_height is not None:
+            raise ConfigError("give --particles or --fill-height, not both")
+        if self.init is not None and (self.particles or self.fill_height):
+            raise ConfigError("--init brings its own particles: drop --particles/--fill-height")
+        for name in ("scale", "rpm", "vtk_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
+        for name in ("particles", "fill_height", "duration"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, not {value}")
+        if self.open_at < 0:
+            raise ConfigError(f"open_at must be >= 0, not {self.open_at}")
+
+    def as_table(self) -> dict:
+        """Plain values (paths as strings) for the resolved config file."""
+        return {k: str(v) if isinstance(v, Path) else v
+                for k, v in dataclasses.asdict(self).items()}  # fmt: skip

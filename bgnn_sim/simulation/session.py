@@ -1,0 +1,142 @@
+"""`bgnn simulate`: mesh -> container -> particles -> rollout -> run folder.
+
+The run folder holds
+    trajectory.h5        every frame (bgnn-sim trajectory format)
+    paraview/            particles.pvd + walls.pvd and their .vtp files (walls move with time)
+    report/              analysis plots (discharge or mixing, energy, leakage) and metrics.json
+    summary.json         what was inferred and simulated, speed, warnings, key figures
+    config.toml          the resolved settings (the particle count and model filled in)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bgnn_sim.analysis.report import write_analysis_report
+from bgnn_sim.analysis.summary import AnalysisOptions, analyze
+from bgnn_sim.configfile import write_toml
+from bgnn_sim.engine.rollout import rollout_to_file
+from bgnn_sim.engine.session import simulator_from_checkpoint
+from bgnn_sim.errors import OutputExistsError
+from bgnn_sim.geometry.container import Container, inspect_container
+from bgnn_sim.geometry.mesh import load_walls
+from bgnn_sim.io.hdf5 import TrajectoryFile
+from bgnn_sim.io.vtk import export_vtk
+from bgnn_sim.pretrained import pretrained_model
+from bgnn_sim.simulation.config import SimulationConfig
+from bgnn_sim.simulation.scenario import (
+    domain_warnings,
+    initial_state,
+    scenario_attrs,
+    scene_for,
+    simulated_seconds,
+)
+from bgnn_sim.training.checkpoint import load_checkpoint
+
+TRAJECTORY = "trajectory.h5"
+RUN_OUTPUTS = (TRAJECTORY, "paraview", "report", "summary.json", "config.toml")
+
+
+@dataclass
+class SimulationResult:
+    out: Path
+    summary: dict
+
+
+def simulate(
+    config: SimulationConfig,
+    progress: Callable | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> SimulationResult:
+    """Run one simulation into `config.out` (see the module docstring for what is written).
+
+    Args:
+        config: the settings.
+        progress: `progress(total, description)`, a context manager yielding `advance(text)`.
+        say: receives one-line notes: what was inferred, warnings.
+    """
+    out = _prepare_out(config.out, config.force)
+    container = inspect_container(load_walls(config.mesh, config.scale), config.axis)
+    say(f"{config.mesh}: {container.describe()}")
+    model_path = config.model or pretrained_model(container.kind)
+    checkpoint = load_checkpoint(model_path)
+    simulator = simulator_from_checkpoint(checkpoint, config.device)
+    frame_dt = checkpoint.data["timing"]["dem_dt"] * checkpoint.data["timing"]["steps_per_frame"]
+    radius = float(checkpoint.data["material"]["radius"])
+
+    started = time.perf_counter()
+    state = initial_state(container, config, radius, simulator.history, frame_dt)
+    fill_seconds = time.perf_counter() - started
+    config = replace(config, particles=int(state.active.sum()), model=Path(model_path))
+    origin = f"from {config.init}" if config.init else f"filled in {fill_seconds:.1f} s"
+    say(f"{config.particles} particles of radius {radius * 1e3:g} mm ({origin})")
+    warnings = domain_warnings(container, state, config, checkpoint.data)
+    for warning in warnings:
+        say(f"warning: {warning}")
+
+    scene = scene_for(container, config, frame_dt)
+    frames = math.ceil(simulated_seconds(container, config) / frame_dt)
+    attrs = _attrs(container, config, checkpoint.data)
+    device = next(simulator.model.parameters()).device
+    started = time.perf_counter()
+    with progress(frames, "simulate") if progress else nullcontext(None) as advance:
+        last = rollout_to_file(
+            simulator, scene, state.to(device), frames, out / TRAJECTORY, attrs,
+            on_frame=(lambda s: advance(f"{int(s.active.sum())} particles")) if advance else None,
+            until=(lambda s: not bool(s.active.any())) if container.kind == "hopper" else None,
+        )  # fmt: skip
+    rollout_seconds = time.perf_counter() - started
+    done = round((last.time - state.time) / frame_dt)
+
+    metrics = _outputs(out, container, config)
+    summary = {
+        "mesh": str(config.mesh), "container": container.describe(), "kind": container.kind,
+        "model": str(model_path), "model_step": checkpoint.step, "device": str(device),
+        "particles": config.particles, "frames": done, "frame_dt_s": frame_dt,
+        "simulated_s": done * frame_dt, "fill_s": fill_seconds, "rollout_s": rollout_seconds,
+        "frames_per_s": done / rollout_seconds, "warnings": warnings, "metrics": metrics,
+    }  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_toml(out / "config.toml", config.as_table())
+    return SimulationResult(out, summary)
+
+
+def _prepare_out(out: Path, force: bool) -> Path:
+    """The run folder, created. A previous run's outputs there are replaced only with `force`;
+    a folder holding anything else is never touched."""
+    out = Path(out)
+    present = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if present - set(RUN_OUTPUTS):
+        raise OutputExistsError(f"{out} holds other files; give a new or empty folder")
+    if present and not force:
+        raise OutputExistsError(f"{out} holds a previous run; use --force to replace it")
+    for name in present:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _attrs(container: Container, config: SimulationConfig, data: dict) -> dict:
+    return {
+        "source": "bgnn simulate", "mesh": str(config.mesh), "model": str(config.model),
+        "kind": container.kind, "scenario": scenario_attrs(container, config),
+        "material": data["material"], "timing": data["timing"],
+    }  # fmt: skip
+
+
+def _outputs(out: Path, container: Container, config: SimulationConfig) -> dict:
+    """ParaView series and analysis report from the written trajectory; the key figures."""
+    with TrajectoryFile(out / TRAJECTORY) as trajectory:
+        export_vtk(trajectory, out / "paraview", every=config.vtk_every)
+        traj = trajectory.read()
+    outlet_z = container.outlet.z if container.kind == "hopper" else None
+    analysis = analyze(traj, AnalysisOptions(outlet_z=outlet_z))
+    return write_analysis_report(analysis, out / "report", f"Simulation of {config.mesh}", False)
