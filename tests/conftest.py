@@ -38,3 +38,24 @@ def tiny_drum_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_drum")
     generate_dataset("drum", 3, out, workers=2, seed=0, preset="tiny")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_hopper_model(tiny_dataset, tmp_path_factory):
+    """model.pt of the TINY config trained a few steps on the tiny hopper dataset."""
+    return _train_tiny(tiny_dataset, tmp_path_factory.mktemp("tiny_hopper_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_drum_model(tiny_drum_dataset, tmp_path_factory):
+    """model.pt of the TINY config trained a few steps on the tiny drum dataset."""
+    return _train_tiny(tiny_drum_dataset, tmp_path_factory.mktemp("tiny_drum_model"))
+
+
+def _train_tiny(dataset, out):
+    from bgnn_sim.training.distributed import Context
+    from bgnn_sim.training.trainer import Trainer
+    from tests.helpers import TINY
+
+    Trainer(dataset, out, TINY, Context()).fit()
+    return out / "model.pt"

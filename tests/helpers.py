@@ -10,6 +10,8 @@ from bgnn_sim.geometry.generators import drum
 from bgnn_sim.geometry.mesh import load_walls
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.io.liggghts import read_dumps
+from bgnn_sim.models.bgnn import BGNNConfig
+from bgnn_sim.training.config import TrainConfig
 from bgnn_sim.trajectory import Trajectory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +19,24 @@ MESHES = REPO / "meshes"
 # A small real LIGGGHTS run (200 beads discharging a conical hopper), deck and regenerating
 # script included.
 LIGGGHTS_HOPPER = Path(__file__).parent / "fixtures" / "liggghts_hopper"
+
+# A model small enough to train in seconds on a tiny dataset (it learns little: tests of the
+# machinery, not of accuracy).
+TINY = TrainConfig(
+    model=BGNNConfig(latent=16, message_passing=2, mlp_layers=1),
+    steps=6,
+    windows_per_step=1,
+    lr=3e-3,
+    lr_final=3e-4,
+    noise_std=3e-7,
+    pushforward=1,
+    validate_every=3,
+    validation_windows=3,
+    validation_rollout=3,
+    checkpoint_every=3,
+    log_every=1,
+    graph_backend="kdtree",
+)
 
 
 def liggghts_hopper_run() -> Trajectory:

@@ -19,22 +19,7 @@ from bgnn_sim.training.checkpoint import CheckpointError, load_checkpoint
 from bgnn_sim.training.config import TrainConfig
 from bgnn_sim.training.distributed import Context
 from bgnn_sim.training.trainer import CHECKPOINT, Trainer, step_generator
-
-TINY = TrainConfig(
-    model=BGNNConfig(latent=16, message_passing=2, mlp_layers=1),
-    steps=6,
-    windows_per_step=1,
-    lr=3e-3,
-    lr_final=3e-4,
-    noise_std=3e-7,
-    pushforward=1,
-    validate_every=3,
-    validation_windows=3,
-    validation_rollout=3,
-    checkpoint_every=3,
-    log_every=1,
-    graph_backend="kdtree",
-)
+from tests.helpers import TINY
 
 
 def test_tiny_model_overfits_real_windows(tiny_dataset, tmp_path):
