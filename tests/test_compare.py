@@ -114,3 +114,13 @@ def test_cli_analyze_a_real_drum(run_cli, tiny_drum_dataset, tmp_path):
         assert (out / f"{name}.png").read_bytes().startswith(PNG)
     assert not (out / "discharge.png").exists()
     assert "mixing_entropy_final" in stdout
+
+
+def test_distances_skip_frames_where_a_hopper_has_emptied():
+    truth = liggghts_hopper_run()
+    emptied = replace(truth, active=truth.active.copy())
+    emptied.active[len(truth.time) // 2 :] = False  # everything sunk half way
+    comparison = compare(truth, emptied, distance_frames=4)
+    assert len(comparison.distance_time) == 4
+    assert comparison.distance_time.max() < truth.time[len(truth.time) // 2]
+    assert comparison.metrics["wasserstein_mean_m"] >= 0

@@ -13,7 +13,7 @@ from bgnn_sim.geometry.mesh import save_mesh
 from bgnn_sim.io.hdf5 import TrajectoryFile
 
 RUN_FILES = ("trajectory.h5", "summary.json", "config.toml", "report/metrics.json",
-             "paraview/particles.pvd", "paraview/walls.pvd")  # fmt: skip
+             "paraview/particles.pvd", "paraview/walls.pvd", "snapshot.png")  # fmt: skip
 
 
 @pytest.fixture

@@ -102,16 +102,18 @@ def compare(
         rollout.positions[frames_r][:, columns_r], reference.positions[frames_ref][:, columns_ref],
         rollout.active[frames_r][:, columns_r], reference.active[frames_ref][:, columns_ref],
     )  # fmt: skip
-    chosen = np.unique(np.linspace(0, len(frames_r) - 1, distance_frames).round().astype(int))
+    chosen = _distance_frames(
+        rollout.active[frames_r], reference.active[frames_ref], distance_frames
+    )
     clouds = [(_cloud(rollout, frames_r[k]), _cloud(reference, frames_ref[k])) for k in chosen]
     w2 = np.array([wasserstein(a, b) for a, b in clouds])
     sinkhorn = np.array([sinkhorn_divergence(a, b) for a, b in clouds])
     metrics = {
         "paired_frames": len(frames_r),
         **_curve_errors(ours, theirs, frames_r, frames_ref),
-        "wasserstein_mean_m": float(w2.mean()),
-        "wasserstein_max_m": float(w2.max()),
-        "sinkhorn_mean_m": float(sinkhorn.mean()),
+        "wasserstein_mean_m": float(w2.mean()) if len(w2) else math.nan,
+        "wasserstein_max_m": float(w2.max()) if len(w2) else math.nan,
+        "sinkhorn_mean_m": float(sinkhorn.mean()) if len(w2) else math.nan,
         "horizon_frames": min(horizon, len(frames_r) - 1),
         "position_error_horizon_m": float(errors[min(horizon, len(frames_r) - 1)]),
         **ours.leakage_counts(),
@@ -121,6 +123,16 @@ def compare(
         ours, theirs, (frames_r, frames_ref), rollout.time[frames_r], errors,
         rollout.time[frames_r[chosen]], w2, sinkhorn, metrics,
     )  # fmt: skip
+
+
+def _distance_frames(active_r: np.ndarray, active_ref: np.ndarray, count: int) -> np.ndarray:
+    """Indices of `count` paired frames, evenly spread over those where both trajectories still
+    hold particles (a discharged hopper has no cloud to measure); active masks [F, N]."""
+    occupied = np.flatnonzero(active_r.any(axis=1) & active_ref.any(axis=1))
+    if len(occupied) == 0:
+        return occupied
+    picks = np.linspace(0, len(occupied) - 1, count).round().astype(int)
+    return occupied[np.unique(picks)]
 
 
 def _cloud(traj: Trajectory, frame: int) -> np.ndarray:
