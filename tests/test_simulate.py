@@ -11,6 +11,7 @@ import pytest
 from bgnn_sim.geometry.generators import HopperSpec, drum, hopper
 from bgnn_sim.geometry.mesh import save_mesh
 from bgnn_sim.io.hdf5 import TrajectoryFile
+from tests.helpers import LIGGGHTS_HOPPER, liggghts_hopper_run
 
 RUN_FILES = ("trajectory.h5", "summary.json", "config.toml", "report/metrics.json",
              "paraview/particles.pvd", "paraview/walls.pvd", "snapshot.png")  # fmt: skip
@@ -124,3 +125,20 @@ def test_simulate_warns_outside_the_training_range(run_cli, tiny_hopper_model, t
 
 def _files(pvd: str) -> list[str]:
     return [part.split('"')[1] for part in pvd.split("file=")[1:]]
+
+
+def test_simulate_starts_from_a_liggghts_state(run_cli, tiny_hopper_model, tmp_path):
+    dumps = str(LIGGGHTS_HOPPER / "post" / "dump*.liggghts.gz")
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        "simulate", LIGGGHTS_HOPPER / "hopper.stl", "--model", tiny_hopper_model,
+        "--init", dumps, "--duration", "0.003", "--out", out,
+    )  # fmt: skip
+    assert code == 0, stderr
+    truth = liggghts_hopper_run()
+    last = truth.active[-1]
+    with TrajectoryFile(out / "trajectory.h5") as traj:
+        assert traj.n_particles == truth.n_particles
+        np.testing.assert_array_equal(traj.ids, truth.ids)
+        first = traj.frame(traj.n_frames - 4)  # the last frame of the LIGGGHTS state
+        np.testing.assert_allclose(first.positions[last], truth.positions[-1][last])

@@ -77,9 +77,13 @@ def simulate(
     started = time.perf_counter()
     state = initial_state(container, config, radius, simulator.history, frame_dt)
     fill_seconds = time.perf_counter() - started
-    config = replace(config, particles=int(state.active.sum()), model=Path(model_path))
+    n_particles = int(state.active.sum())
+    # The resolved settings reproduce the run: the fill's count and the model actually used.
+    config = replace(config, model=Path(model_path))
+    if config.init is None:
+        config = replace(config, particles=n_particles, fill_height=None)
     origin = f"from {config.init}" if config.init else f"filled in {fill_seconds:.1f} s"
-    say(f"{config.particles} particles of radius {radius * 1e3:g} mm ({origin})")
+    say(f"{n_particles} particles of radius {radius * 1e3:g} mm ({origin})")
     warnings = domain_warnings(container, state, config, checkpoint.data)
     for warning in warnings:
         say(f"warning: {warning}")
@@ -102,7 +106,7 @@ def simulate(
     summary = {
         "mesh": str(config.mesh), "container": container.describe(), "kind": container.kind,
         "model": str(model_path), "model_step": checkpoint.step, "device": str(device),
-        "particles": config.particles, "frames": done, "frame_dt_s": frame_dt,
+        "particles": n_particles, "frames": done, "frame_dt_s": frame_dt,
         "simulated_s": done * frame_dt, "fill_s": fill_seconds, "rollout_s": rollout_seconds,
         "frames_per_s": done / rollout_seconds, "warnings": warnings, "metrics": metrics,
     }  # fmt: skip
