@@ -99,6 +99,11 @@ def export(
     typer.echo(f"wrote {pvd} and {pvd.with_name('walls.pvd')}: open both in ParaView")
 
 
+class Fill(StrEnum):
+    geometric = "geometric"
+    liggghts = "liggghts"
+
+
 class Kind(StrEnum):
     hopper = "hopper"
     drum = "drum"
@@ -211,6 +216,9 @@ def simulate(
     fill_height: Annotated[
         float | None, typer.Option(help="Bed height above the container's bottom (m).")
     ] = None,
+    fill: Annotated[
+        Fill, typer.Option(help="geometric, or liggghts: the bed settled by LIGGGHTS as well.")
+    ] = Fill.geometric,
     init: Annotated[
         str | None, typer.Option(help="Start from LIGGGHTS dumps or a trajectory (.h5).")
     ] = None,
@@ -239,9 +247,9 @@ def simulate(
 
     config = SimulationConfig(
         mesh=mesh, out=out or Path(f"{mesh.stem}-simulation"), scale=scale,
-        particles=particles, fill_height=fill_height, init=init, open_at=open_at, rpm=rotate,
-        axis=axis, duration=duration, model=model, device=device, seed=seed,
-        vtk_every=vtk_every, force=force,
+        particles=particles, fill_height=fill_height, fill=fill.value, init=init,
+        open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model, device=device,
+        seed=seed, vtk_every=vtk_every, force=force,
     )  # fmt: skip
     result = run_simulation(config, progress_bar, say=typer.echo)
     summary = result.summary

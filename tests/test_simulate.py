@@ -142,3 +142,21 @@ def test_simulate_starts_from_a_liggghts_state(run_cli, tiny_hopper_model, tmp_p
         np.testing.assert_array_equal(traj.ids, truth.ids)
         first = traj.frame(traj.n_frames - 4)  # the last frame of the LIGGGHTS state
         np.testing.assert_allclose(first.positions[last], truth.positions[-1][last])
+
+
+def test_simulate_fill_liggghts_settles_the_bed_with_the_dem(
+    run_cli, tiny_hopper_model, tiny_hopper_mesh, tmp_path
+):
+    runs = {}
+    for fill in ("geometric", "liggghts"):
+        out = tmp_path / fill
+        code, _, stderr = run_cli(
+            "simulate", tiny_hopper_mesh, "--model", tiny_hopper_model, "--particles", "80",
+            "--fill", fill, "--duration", "0.002", "--out", out,
+        )  # fmt: skip
+        assert code == 0, stderr
+        with TrajectoryFile(out / "trajectory.h5") as traj:
+            runs[fill] = traj.frame(0).positions
+    moved = np.linalg.norm(runs["liggghts"] - runs["geometric"], axis=1)
+    assert 0 < moved.max() < 0.004  # LIGGGHTS adjusts the rested bed, it does not rebuild it
+    assert runs["liggghts"][:, 2].min() > 0.0019  # resting on the closed gate at z = 0

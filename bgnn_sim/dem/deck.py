@@ -65,9 +65,9 @@ def _hopper_deck(s: HopperScenario, m: Material, timing: Timing) -> str:
             f"{spec.angle:g} deg, {s.n_particles} particles (seed {s.seed}).",
             "# Fill the bin, settle behind a plug in the outlet plane z = 0, open, discharge;",
             f"# particles below z = {-s.sink_depth:g} m are deleted (the sink).",
-            _header(domain, n_types=1, timing=timing),
-            _material(m, n_types=1),
-            _walls(),
+            header_section(domain, n_types=1, timing=timing),
+            material_section(m, n_types=1),
+            walls_section(),
             "fix             gate all wall/gran model hertz tangential history "
             "rolling_friction epsd2 primitive type 1 zplane 0.0",
             _insertion(s, m, fill, every="once"),
@@ -103,9 +103,9 @@ def _drum_deck(s: DrumScenario, m: Material, timing: Timing) -> str:
             f"# Rotating drum: radius {s.radius * 1e3:.1f} mm, length {s.length * 1e3:.1f} mm, "
             f"{s.n_particles} particles, {s.rpm:g} rpm (seed {s.seed}).",
             "# Fill in waves, settle, label the half x < 0 as type 2, rotate about +y.",
-            _header(domain, n_types=2, timing=timing),
-            _material(m, n_types=2),
-            _walls(),
+            header_section(domain, n_types=2, timing=timing),
+            material_section(m, n_types=2),
+            walls_section(),
             _insertion(s, m, fill, every=str(wave)),
             "",
             f"run             {insert_steps}",
@@ -122,7 +122,7 @@ def _drum_deck(s: DrumScenario, m: Material, timing: Timing) -> str:
     )
 
 
-def _header(domain: tuple[float, ...], n_types: int, timing: Timing) -> str:
+def header_section(domain: tuple[float, ...], n_types: int, timing: Timing) -> str:
     bounds = " ".join(f"{v:.6g}" for v in domain)
     return f"""
 atom_style      granular
@@ -142,7 +142,7 @@ thermo          {timing.steps_per_frame * 100}
 thermo_modify   lost error norm no"""
 
 
-def _material(m: Material, n_types: int) -> str:
+def material_section(m: Material, n_types: int) -> str:
     """Identical properties for every type (the drum's two types differ only by label)."""
     n, pairs = n_types, n_types**2
     return f"""
@@ -164,7 +164,7 @@ def _repeat(value: float, count: int) -> str:
     return " ".join([f"{value:g}"] * count)
 
 
-def _walls() -> str:
+def walls_section() -> str:
     return """
 fix             walls_mesh all mesh/surface file walls.stl type 1
 fix             walls all wall/gran model hertz tangential history rolling_friction epsd2 &

@@ -95,7 +95,7 @@ def inspect_container(walls: list[Wall], axis: str | None = None) -> Container:
     Raises:
         MeshError: neither a closed drum nor a hopper open at the top and at a bottom outlet.
     """
-    mesh = _merged(walls)
+    mesh = merged_mesh(walls)
     loops = _boundary_loops(mesh)
     if not loops:
         if not mesh.is_watertight:
@@ -108,7 +108,7 @@ def inspect_container(walls: list[Wall], axis: str | None = None) -> Container:
 
 def closed_solid(container: Container) -> trimesh.Trimesh:
     """A watertight mesh of the container's inside: its walls with every opening capped."""
-    mesh = _merged(container.walls)
+    mesh = merged_mesh(container.walls)
     loops = _boundary_loops(mesh)
     caps = [_fan(mesh.vertices[loop]) for loop in loops]
     solid = trimesh.util.concatenate([mesh, *caps])
@@ -154,7 +154,7 @@ def _axis_index(axis: str) -> int:
 
 
 def _hopper(walls: list[Wall], loops: list[np.ndarray]) -> Container:
-    mesh = _merged(walls)
+    mesh = merged_mesh(walls)
     openings = sorted((_opening(mesh.vertices[loop]) for loop in loops), key=lambda o: o.z)
     outlet, top = openings[0], openings[-1]
     bottom = float(mesh.vertices[:, 2].min())
@@ -177,7 +177,8 @@ def _opening(points: np.ndarray) -> Opening:
     return Opening(points.mean(axis=0), float(extents.min()), float(extents.max()))
 
 
-def _merged(walls: list[Wall]) -> trimesh.Trimesh:
+def merged_mesh(walls: list[Wall]) -> trimesh.Trimesh:
+    """All walls as one mesh, their shared corners merged."""
     meshes = [w.to_trimesh() for w in walls]
     mesh = trimesh.util.concatenate(meshes) if len(meshes) > 1 else meshes[0].copy()
     mesh.merge_vertices()

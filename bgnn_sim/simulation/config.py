@@ -19,6 +19,9 @@ DEFAULT_HOPPER_FILL = 0.5
 DEFAULT_HOPPER_SECONDS = 1.5
 
 
+FILLS = ("geometric", "liggghts")
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """One simulation; SI units. None means "inferred from the geometry and the model".
@@ -30,6 +33,8 @@ class SimulationConfig:
         particles: particles to fill in (default: from `fill_height`).
         fill_height: height of the bed above the container's lowest point (m); default half a
             hopper's height, a quarter of a drum's volume.
+        fill: "geometric" (frictionless settling, no DEM needed) or "liggghts" (the geometric
+            bed settled further by LIGGGHTS with the model's material).
         init: start from a LIGGGHTS state instead (dumps or a trajectory .h5; its last frame).
         open_at: s after the start at which a hopper's gate opens.
         rpm: a drum's rotation speed.
@@ -48,6 +53,7 @@ class SimulationConfig:
     scale: float = 1.0
     particles: int | None = None
     fill_height: float | None = None
+    fill: str = "geometric"
     init: str | None = None
     open_at: float = 0.05
     rpm: float = DEFAULT_RPM
@@ -62,6 +68,8 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         if self.particles is not None and self.fill_height is not None:
             raise ConfigError("give --particles or --fill-height, not both")
+        if self.fill not in FILLS:
+            raise ConfigError(f"fill must be one of {FILLS}, not {self.fill!r}")
         if self.init is not None and (self.particles or self.fill_height):
             raise ConfigError("--init brings its own particles: drop --particles/--fill-height")
         for name in ("scale", "rpm", "vtk_every"):

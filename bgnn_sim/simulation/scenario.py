@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bgnn_sim.dem.config import Material, Timing
+from bgnn_sim.dem.settle import settle_with_liggghts
 from bgnn_sim.engine.state import ParticleState, Scene, Sink, state_from_trajectory
-from bgnn_sim.geometry.container import AXES, Container, closed_solid
+from bgnn_sim.geometry.container import AXES, Container, closed_solid, merged_mesh
 from bgnn_sim.geometry.fill import fill_container, particles_below, volume_below
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.io.sources import open_source
@@ -75,15 +77,25 @@ def fill_count(container: Container, config: SimulationConfig, radius: float) ->
 
 
 def initial_state(
-    container: Container, config: SimulationConfig, radius: float, history: int, frame_dt: float
+    container: Container, config: SimulationConfig, data: dict, history: int
 ) -> ParticleState:
     """The particles at rest (a filled bed) or a LIGGGHTS state, with `history` frames behind,
-    the last at time history * frame_dt (the run starts at t = 0)."""
+    the last at time history * frame_dt (the run starts at t = 0).
+
+    Args:
+        data: the model's training-data description (material and timing).
+    """
+    material, timing = Material(**data["material"]), Timing(**data["timing"])
     if config.init is not None:
-        source = open_source(config.init, dem_dt=2.5e-5)
+        source = open_source(config.init, dem_dt=timing.dem_dt)
         return state_from_trajectory(source, -1, history)
+    radius = material.radius
     n = fill_count(container, config, radius)
     positions = fill_container(closed_solid(container), n, radius, seed=config.seed)
+    if config.fill == "liggghts":
+        gate_z = container.outlet.z if container.kind == "hopper" else None
+        positions = settle_with_liggghts(merged_mesh(container.walls), positions, material,
+                                         timing, gate_z)  # fmt: skip
     types = _labels(container, positions)
     resting = torch.from_numpy(positions).expand(history + 1, -1, -1).clone()
     return ParticleState(
@@ -92,7 +104,7 @@ def initial_state(
         radius=torch.full((n,), radius, dtype=torch.float64),
         history=resting,
         active=torch.ones(n, dtype=torch.bool),
-        time=history * frame_dt,
+        time=history * timing.frame_dt,
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from bgnn_sim.analysis.report import write_analysis_report
 from bgnn_sim.analysis.summary import AnalysisOptions, analyze
 from bgnn_sim.configfile import write_toml
+from bgnn_sim.dem.config import Timing
 from bgnn_sim.engine.rollout import rollout_to_file
 from bgnn_sim.engine.session import simulator_from_checkpoint
 from bgnn_sim.errors import OutputExistsError
@@ -71,11 +72,11 @@ def simulate(
     model_path = config.model or pretrained_model(container.kind)
     checkpoint = load_checkpoint(model_path)
     simulator = simulator_from_checkpoint(checkpoint, config.device)
-    frame_dt = checkpoint.data["timing"]["dem_dt"] * checkpoint.data["timing"]["steps_per_frame"]
+    frame_dt = Timing(**checkpoint.data["timing"]).frame_dt
     radius = float(checkpoint.data["material"]["radius"])
 
     started = time.perf_counter()
-    state = initial_state(container, config, radius, simulator.history, frame_dt)
+    state = initial_state(container, config, checkpoint.data, simulator.history)
     fill_seconds = time.perf_counter() - started
     n_particles = int(state.active.sum())
     # The resolved settings reproduce the run: the fill's count and the model actually used.
