@@ -42,6 +42,7 @@ def test_simulate_hopper_writes_the_run_folder(
     )  # fmt: skip
     assert code == 0, stderr
     assert "hopper: outlet 22.0 mm wide" in stdout
+    assert "the gate under the outlet opens at 0.005 s (--open-at)" in stdout
     for name in RUN_FILES:
         assert (out / name).is_file(), name
     with TrajectoryFile(out / "trajectory.h5") as traj:
@@ -72,6 +73,7 @@ def test_simulate_drum_turns_two_labelled_halves(
     )  # fmt: skip
     assert code == 0, stderr
     assert "closed drum: axis y, radius 24.0 mm" in stdout
+    assert "the drum turns at 35 rpm about y (--rotate, --axis)" in stdout
     with TrajectoryFile(out / "trajectory.h5") as traj:
         frame = traj.frame(0)
         assert set(np.unique(traj.types)) == {1, 2}

@@ -35,6 +35,7 @@ from bgnn_sim.io.vtk import export_vtk
 from bgnn_sim.pretrained import pretrained_model
 from bgnn_sim.simulation.config import SimulationConfig
 from bgnn_sim.simulation.scenario import (
+    SINK_DEPTH,
     domain_warnings,
     initial_state,
     scenario_attrs,
@@ -69,6 +70,7 @@ def simulate(
     out = _prepare_out(config.out, config.force)
     container = inspect_container(load_walls(config.mesh, config.scale), config.axis)
     say(f"{config.mesh}: {container.describe()}")
+    say(_plan(container, config))
     model_path = config.model or pretrained_model(container.kind)
     checkpoint = load_checkpoint(model_path)
     simulator = simulator_from_checkpoint(checkpoint, config.device)
@@ -114,6 +116,14 @@ def simulate(
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     write_toml(out / "config.toml", config.as_table())
     return SimulationResult(out, summary)
+
+
+def _plan(container: Container, config: SimulationConfig) -> str:
+    """What will happen, with the options that change it."""
+    if container.kind == "hopper":
+        return (f"the gate under the outlet opens at {config.open_at:g} s (--open-at); particles "
+                f"leave {SINK_DEPTH * 100:g} cm below the outlet")  # fmt: skip
+    return f"the drum turns at {config.rpm:g} rpm about {container.axis} (--rotate, --axis)"
 
 
 def _prepare_out(out: Path, force: bool) -> Path:
