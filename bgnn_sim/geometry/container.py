@@ -42,6 +42,13 @@ class Opening:
     def z(self) -> float:
         return float(self.center[2])
 
+    @property
+    def size(self) -> str:
+        """ "24.0 mm wide", or "20.0 x 40.0 mm" for a slot or a rectangle."""
+        if self.length > 1.05 * self.width:
+            return f"{self.width * 1e3:.1f} x {self.length * 1e3:.1f} mm"
+        return f"{self.width * 1e3:.1f} mm wide"
+
 
 @dataclass(frozen=True)
 class Container:
@@ -79,9 +86,9 @@ class Container:
                 f"{self.length * 1e3:.1f} mm, centre {_mm(self.center)}"
             )
         return (
-            f"hopper: outlet {self.outlet.width * 1e3:.1f} mm wide at z = "
-            f"{self.outlet.z * 1e3:.1f} mm, centre {_mm(self.outlet.center)}; top opening "
-            f"{self.top.width * 1e3:.1f} mm at z = {self.top.z * 1e3:.1f} mm"
+            f"hopper: outlet {self.outlet.size} at z = {self.outlet.z * 1e3:.1f} mm, centre "
+            f"{_mm(self.outlet.center)}; top opening {self.top.size} at z = "
+            f"{self.top.z * 1e3:.1f} mm"
         )
 
 
