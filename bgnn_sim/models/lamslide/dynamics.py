@@ -110,9 +110,8 @@ class AdaptiveBlock(nn.Module):
 
     def forward(self, x: Tensor, condition: Tensor, geometry: Tensor) -> Tensor:
         """x [T, L, D] -> [T, L, D]."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(condition)[:, None].chunk(
-            6, -1
-        )
+        modulation = self.modulation(condition)[:, None].chunk(6, dim=-1)  # each [T, 1, D]
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation
         h = self.norm1(x) * (1 + scale1) + shift1
         x = x + gate1 * self._attend(h, geometry)
         h = self.norm2(x) * (1 + scale2) + shift2
