@@ -162,3 +162,16 @@ def test_simulate_fill_liggghts_settles_the_bed_with_the_dem(
     moved = np.linalg.norm(runs["liggghts"] - runs["geometric"], axis=1)
     assert 0 < moved.max() < 0.004  # LIGGGHTS adjusts the rested bed, it does not rebuild it
     assert runs["liggghts"][:, 2].min() > 0.0019  # resting on the closed gate at z = 0
+
+
+def test_a_failing_forced_run_keeps_the_previous_one(
+    run_cli, tiny_hopper_model, tiny_hopper_mesh, tmp_path
+):
+    out = tmp_path / "run"
+    args = ("simulate", tiny_hopper_mesh, "--model", tiny_hopper_model, "--duration", "0.002",
+            "--out", out, "--force")  # fmt: skip
+    assert run_cli(*args, "--particles", "50")[0] == 0
+    before = (out / "trajectory.h5").read_bytes()
+    code, _, stderr = run_cli(*args, "--particles", "100000")  # does not fit: fails in the fill
+    assert code == 1 and "do not fit" in stderr
+    assert (out / "trajectory.h5").read_bytes() == before

@@ -67,7 +67,7 @@ def simulate(
         progress: `progress(total, description)`, a context manager yielding `advance(text)`.
         say: receives one-line notes: what was inferred, warnings.
     """
-    out = _prepare_out(config.out, config.force)
+    previous = _previous_outputs(Path(config.out), config.force)
     container = inspect_container(load_walls(config.mesh, config.scale), config.axis)
     say(f"{config.mesh}: {container.describe()}")
     say(_plan(container, config))
@@ -91,6 +91,7 @@ def simulate(
     for warning in warnings:
         say(f"warning: {warning}")
 
+    out = _clear(Path(config.out), previous)  # only now: a bad mesh or fill keeps the old run
     scene = scene_for(container, config, frame_dt)
     frames = math.ceil(simulated_seconds(container, config) / frame_dt)
     attrs = _attrs(container, config, checkpoint.data)
@@ -126,17 +127,20 @@ def _plan(container: Container, config: SimulationConfig) -> str:
     return f"the drum turns at {config.rpm:g} rpm about {container.axis} (--rotate, --axis)"
 
 
-def _prepare_out(out: Path, force: bool) -> Path:
-    """The run folder, created. A previous run's outputs there are replaced only with `force`;
-    a folder holding anything else is never touched."""
-    out = Path(out)
-    present = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    if present - set(RUN_OUTPUTS):
+def _previous_outputs(out: Path, force: bool) -> list[Path]:
+    """A previous run's outputs in the run folder, to be replaced (only with `force`); a folder
+    holding anything else is never touched."""
+    present = list(out.iterdir()) if out.is_dir() else []
+    if any(path.name not in RUN_OUTPUTS for path in present):
         raise OutputExistsError(f"{out} holds other files; give a new or empty folder")
     if present and not force:
         raise OutputExistsError(f"{out} holds a previous run; use --force to replace it")
-    for name in present:
-        path = out / name
+    return present
+
+
+def _clear(out: Path, previous: list[Path]) -> Path:
+    """Remove the previous outputs and make sure the run folder exists."""
+    for path in previous:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
