@@ -26,8 +26,8 @@ from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.training.checkpoint import load_checkpoint
 
 COLUMNS = {
-    "hopper": ("discharge_fraction_max_error", "t50_relative_error", "wasserstein_mean_m",
-               "leakage_crossings", "leakage_outside_max"),
+    "hopper": ("discharge_fraction_max_error", "t50_relative_error",
+               "mass_flow_rate_relative_error", "wasserstein_mean_m", "leakage_crossings"),
     "drum": ("mixing_entropy_max_error", "repose_angle_error_deg", "wasserstein_mean_m",
              "leakage_crossings", "leakage_outside_max"),
 }  # fmt: skip
@@ -80,9 +80,15 @@ def print_table(results: dict, columns: tuple[str, ...]) -> None:
     print("|---" * (len(columns) + 1) + "|")
     for name, metrics in results.items():
         print(f"| {name} | " + " | ".join(_cell(metrics.get(c)) for c in columns) + " |")
-    for label, reduce in (("mean", np.nanmean), ("worst", np.nanmax)):
-        values = [reduce([_number(m.get(c)) for m in results.values()]) for c in columns]
+    for label, reduce in (("mean", np.mean), ("worst", np.max)):
+        values = [_reduce(reduce, [_number(m.get(c)) for m in results.values()]) for c in columns]
         print(f"| {label} | " + " | ".join(_cell(v) for v in values) + " |")
+
+
+def _reduce(reduce, values: list[float]) -> float:
+    """The reduction over the runs that have the metric (NaN when none has it)."""
+    present = [v for v in values if v == v]
+    return float(reduce(present)) if present else float("nan")
 
 
 def _number(value) -> float:
