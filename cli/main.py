@@ -99,6 +99,15 @@ def export(
     typer.echo(f"wrote {pvd} and {pvd.with_name('walls.pvd')}: open both in ParaView")
 
 
+class Backend(StrEnum):
+    bgnn = "bgnn"
+    lamslide = "lamslide"
+
+
+class Stage(StrEnum):
+    autoencoder = "autoencoder"
+
+
 class Fill(StrEnum):
     geometric = "geometric"
     liggghts = "liggghts"
@@ -172,16 +181,47 @@ def train(
         bool, typer.Option("--distributed", help="Under torchrun: one process per GPU (DDP).")
     ] = False,
     force: Force = False,
+    backend: Annotated[Backend, typer.Option(help="bgnn, or lamslide (LaM-SLidE).")] = (
+        Backend.bgnn
+    ),
+    stage: Annotated[
+        Stage, typer.Option(help="LaM-SLidE stage (the autoencoder, trained first).")
+    ] = Stage.autoencoder,
 ) -> None:
     """Train a BGNN on a LIGGGHTS dataset (resumable; multi-GPU through torchrun)."""
     from bgnn_cli.progress import progress_bar
     from bgnn_sim.training.session import train_session
+
+    if backend == Backend.lamslide:
+        _train_lamslide(dataset, out, config, resume, steps, force)
+        return
 
     final = train_session(
         dataset, out, config, resume, steps, device, distributed, force, progress_bar
     )
     if final is not None:
         typer.echo(f"wrote {out / 'model.pt'}: {final.step} steps, {final.metrics}")
+
+
+def _train_lamslide(dataset, out, config, resume, steps, force) -> None:
+    from bgnn_cli.progress import progress_bar
+    from bgnn_sim.errors import OutputExistsError
+    from bgnn_sim.training.lamslide import (
+        CHECKPOINT,
+        load_autoencoder_training,
+        train_autoencoder,
+    )
+
+    if (out / CHECKPOINT).exists() and not (resume or force):
+        raise OutputExistsError(f"{out} holds a run; pass --resume to continue it or --force")
+    settings = load_autoencoder_training(config, steps)
+    with progress_bar(settings.steps, "autoencoder") as advance:
+        report = lambda step, loss: advance(f"loss {loss:.4g}")  # noqa: E731
+        figures = train_autoencoder(dataset, out, settings, resume, on_step=report)
+    typer.echo(
+        f"wrote {out / CHECKPOINT}: test reconstruction error "
+        f"{figures['error_diameters']:.3f} diameters, identity swaps {figures['swap_rate']:.2%}"
+    )
 
 
 @app.command()

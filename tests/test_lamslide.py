@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,8 @@ from bgnn_sim.models.lamslide.dynamics import (
     sample_future,
 )
 from bgnn_sim.models.lamslide.ids import FactorisedIds, identity_swap_rate
+from bgnn_sim.training.lamslide import AutoencoderTraining, autoencoder_loss, train_autoencoder
+from bgnn_sim.training.windows import WindowDataset
 from tests.helpers import liggghts_hopper_run
 
 TINY = AutoencoderConfig(width=64, latents=32, heads=4, encoder_blocks=1, frequencies=6)
@@ -155,3 +159,45 @@ def test_flow_matching_loss_decreases_and_sampling_is_seeded():
     assert torch.equal(draw[0], draw[1])
     assert not torch.allclose(draw[0], draw[2])
     assert draw[0].shape == future.shape and torch.isfinite(draw[0]).all()
+
+
+def test_autoencoder_stage_trains_on_a_dataset_and_resumes(tiny_dataset, tmp_path):
+    settings = AutoencoderTraining(model=TINY, steps=40, lr=2e-3, checkpoint_every=20)
+    frames = WindowDataset(tiny_dataset, "train", 1)
+    radius = float(frames.manifest["material"]["radius"])
+
+    def loss_of(model) -> float:
+        with torch.no_grad():
+            loss, _ = autoencoder_loss(
+                model, frames[0], radius, 4.0, torch.Generator().manual_seed(9)
+            )
+        return float(loss)
+
+    torch.manual_seed(0)
+    untrained = loss_of(Autoencoder(TINY))
+    figures = train_autoencoder(tiny_dataset, tmp_path / "ae", settings)
+    assert set(figures) == {"error_diameters", "swap_rate"}
+    payload = torch.load(tmp_path / "ae" / "autoencoder.pt", weights_only=True)
+    assert payload["step"] == 40
+    model = Autoencoder(TINY)
+    model.load_state_dict(payload["model"])
+    assert loss_of(model) < 0.5 * untrained
+
+    longer = dataclasses.replace(settings, steps=50)
+    steps = []
+    train_autoencoder(tiny_dataset, tmp_path / "ae", longer, resume=True,
+                      on_step=lambda step, loss: steps.append(step))  # fmt: skip
+    assert steps == list(range(41, 51))
+
+
+def test_train_command_runs_the_lamslide_autoencoder_stage(run_cli, tiny_dataset, tmp_path):
+    config = tmp_path / "ae.toml"
+    config.write_text("lr = 0.002\n[model]\nwidth = 32\nlatents = 8\nencoder_blocks = 1\n")
+    out = tmp_path / "ae"
+    args = ("train", tiny_dataset, "--out", out, "--backend", "lamslide", "--stage",
+            "autoencoder", "--config", config, "--steps", "3")  # fmt: skip
+    code, stdout, stderr = run_cli(*args)
+    assert code == 0, stderr
+    assert "test reconstruction error" in stdout and (out / "autoencoder.pt").is_file()
+    code, _, stderr = run_cli(*args)
+    assert code == 1 and "--resume" in stderr

@@ -61,6 +61,11 @@ def normalise_positions(positions: Tensor, bounds: Tensor) -> Tensor:
     return (positions - center) / half
 
 
+def normalised_length(length: float, bounds: Tensor) -> float:
+    """A length (m) in the units of normalise_positions."""
+    return float(length / ((bounds[1] - bounds[0]).max() / 2))
+
+
 def denormalise_positions(normalised: Tensor, bounds: Tensor) -> Tensor:
     """The inverse of normalise_positions."""
     center, half = bounds.mean(dim=0), (bounds[1] - bounds[0]).max() / 2
