@@ -106,6 +106,7 @@ class Backend(StrEnum):
 
 class Stage(StrEnum):
     autoencoder = "autoencoder"
+    dynamics = "dynamics"
 
 
 class Fill(StrEnum):
@@ -185,15 +186,18 @@ def train(
         Backend.bgnn
     ),
     stage: Annotated[
-        Stage, typer.Option(help="LaM-SLidE stage (the autoencoder, trained first).")
+        Stage, typer.Option(help="LaM-SLidE stage: autoencoder first, then dynamics.")
     ] = Stage.autoencoder,
+    autoencoder: Annotated[
+        Path | None, typer.Option(help="LaM-SLidE dynamics: the trained autoencoder.pt.")
+    ] = None,
 ) -> None:
     """Train a BGNN on a LIGGGHTS dataset (resumable; multi-GPU through torchrun)."""
     from bgnn_cli.progress import progress_bar
     from bgnn_sim.training.session import train_session
 
     if backend == Backend.lamslide:
-        _train_lamslide(dataset, out, config, resume, steps, force)
+        _train_lamslide(dataset, out, config, resume, steps, force, stage, autoencoder)
         return
 
     final = train_session(
@@ -203,23 +207,29 @@ def train(
         typer.echo(f"wrote {out / 'model.pt'}: {final.step} steps, {final.metrics}")
 
 
-def _train_lamslide(dataset, out, config, resume, steps, force) -> None:
+def _train_lamslide(dataset, out, config, resume, steps, force, stage, autoencoder) -> None:
     from bgnn_cli.progress import progress_bar
-    from bgnn_sim.errors import OutputExistsError
-    from bgnn_sim.training.lamslide import (
-        CHECKPOINT,
-        load_autoencoder_training,
-        train_autoencoder,
-    )
+    from bgnn_sim.errors import ConfigError, OutputExistsError
+    from bgnn_sim.training import lamslide
 
-    if (out / CHECKPOINT).exists() and not (resume or force):
+    checkpoint = out / (lamslide.CHECKPOINT if stage == Stage.autoencoder
+                        else lamslide.DYNAMICS_CHECKPOINT)  # fmt: skip
+    if checkpoint.exists() and not (resume or force):
         raise OutputExistsError(f"{out} holds a run; pass --resume to continue it or --force")
-    settings = load_autoencoder_training(config, steps)
-    with progress_bar(settings.steps, "autoencoder") as advance:
+    if stage == Stage.dynamics and autoencoder is None:
+        raise ConfigError("--stage dynamics needs --autoencoder AUTOENCODER.pt (stage 1)")
+    settings = lamslide.load_stage_settings(stage.value, config, steps)
+    with progress_bar(settings.steps, stage.value) as advance:
         report = lambda step, loss: advance(f"loss {loss:.4g}")  # noqa: E731
-        figures = train_autoencoder(dataset, out, settings, resume, on_step=report)
+        if stage == Stage.dynamics:
+            loss = lamslide.train_dynamics(dataset, out, autoencoder, settings, resume, report)
+        else:
+            figures = lamslide.train_autoencoder(dataset, out, settings, resume, report)
+    if stage == Stage.dynamics:
+        typer.echo(f"wrote {checkpoint}: last flow-matching loss {loss:.4g}")
+        return
     typer.echo(
-        f"wrote {out / CHECKPOINT}: test reconstruction error "
+        f"wrote {checkpoint}: test reconstruction error "
         f"{figures['error_diameters']:.3f} diameters, identity swaps {figures['swap_rate']:.2%}"
     )
 

@@ -201,3 +201,24 @@ def test_train_command_runs_the_lamslide_autoencoder_stage(run_cli, tiny_dataset
     assert "test reconstruction error" in stdout and (out / "autoencoder.pt").is_file()
     code, _, stderr = run_cli(*args)
     assert code == 1 and "--resume" in stderr
+
+
+def test_dynamics_stage_trains_on_latents_of_a_frozen_autoencoder(run_cli, tiny_dataset, tmp_path):
+    (tmp_path / "ae.toml").write_text("[model]\nwidth = 32\nlatents = 8\nencoder_blocks = 1\n")
+    (tmp_path / "dyn.toml").write_text(
+        "[model]\nwidth = 32\nblocks = 1\ncontext = 3\nfuture = 3\nsampling_steps = 2\n"
+    )
+    common = ("--backend", "lamslide", "--steps", "2")
+    assert run_cli("train", tiny_dataset, "--out", tmp_path / "ae", *common,
+                   "--config", tmp_path / "ae.toml")[0] == 0  # fmt: skip
+    args = ("train", tiny_dataset, "--out", tmp_path / "dyn", *common, "--stage", "dynamics",
+            "--config", tmp_path / "dyn.toml")  # fmt: skip
+    code, _, stderr = run_cli(*args)
+    assert code == 1 and "--autoencoder" in stderr
+    code, stdout, stderr = run_cli(*args, "--autoencoder", tmp_path / "ae" / "autoencoder.pt")
+    assert code == 0, stderr
+    assert "last flow-matching loss" in stdout
+    payload = torch.load(tmp_path / "dyn" / "dynamics.pt", weights_only=True)
+    assert payload["step"] == 2 and "autoencoder" in payload
+    code, _, stderr = run_cli(*args, "--autoencoder", tmp_path / "dyn" / "dynamics.pt", "--force")
+    assert code == 1 and "not a LaM-SLidE autoencoder checkpoint" in stderr

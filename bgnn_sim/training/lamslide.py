@@ -1,13 +1,20 @@
-"""LaM-SLidE stage 1: train the autoencoder on single frames of a LIGGGHTS dataset.
+"""LaM-SLidE training: stage 1, the autoencoder; stage 2, the latent dynamics.
 
-Every step reads one random frame, draws fresh identifiers for its particles (so identifiers
-never stand for places), encodes, decodes by identifier and scores the reconstruction:
+Stage 1 trains the autoencoder on single frames of a LIGGGHTS dataset. Every step reads one
+random frame, draws fresh identifiers for its particles (so identifiers never stand for places),
+encodes, decodes by identifier and scores the reconstruction:
 
     loss = |x' - x|^2 (normalised positions) + (|x'_i - x'_j| - |x_i - x_j|)^2 over neighbour
            pairs (within `neighbour_radii` particle radii) + 0.1 cross-entropy of the types
 
 The neighbour term replaces LaM-SLidE's all-pairs distance loss, which is quadratic in the
-particle count. Runs resume exactly from `autoencoder.pt` (weights, optimiser, step, RNG draws
+particle count.
+
+Stage 2 freezes that autoencoder, encodes windows of context + future frames (the same fresh
+identifiers in every frame of a window) and trains the flow-matching dynamics on the latents,
+conditioned on the walls' state per frame and the container's triangles.
+
+Both stages resume exactly from their checkpoint (weights, optimiser, step; random draws are
 keyed by the step).
 """
 
@@ -33,11 +40,20 @@ from bgnn_sim.models.lamslide.autoencoder import (
     normalise_positions,
     normalised_length,
 )
+from bgnn_sim.models.lamslide.dynamics import (
+    DynamicsConfig,
+    LatentDynamics,
+    flow_matching_loss,
+    geometry_features,
+    wall_state,
+)
 from bgnn_sim.models.lamslide.ids import identity_swap_rate
 from bgnn_sim.training.windows import Window, WindowDataset
 
 CHECKPOINT = "autoencoder.pt"
+DYNAMICS_CHECKPOINT = "dynamics.pt"
 FORMAT = "bgnn-sim-lamslide-autoencoder"
+DYNAMICS_FORMAT = "bgnn-sim-lamslide-dynamics"
 
 
 @dataclass(frozen=True)
@@ -52,12 +68,28 @@ class AutoencoderTraining:
     seed: int = 0
 
 
-def load_autoencoder_training(path: str | Path | None, steps: int | None) -> AutoencoderTraining:
-    """Settings from a TOML file (a [model] table inside) and a --steps override."""
+@dataclass(frozen=True)
+class DynamicsTraining:
+    """Settings of stage 2 (the latent dynamics)."""
+
+    model: DynamicsConfig = field(default_factory=DynamicsConfig)
+    steps: int = 20_000
+    lr: float = 3e-4
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+def load_stage_settings(stage: str, path: str | Path | None, steps: int | None):
+    """AutoencoderTraining or DynamicsTraining from a TOML file (a [model] table inside) and a
+    --steps override."""
+    settings_type, model_type = {
+        "autoencoder": (AutoencoderTraining, AutoencoderConfig),
+        "dynamics": (DynamicsTraining, DynamicsConfig),
+    }[stage]
     data = dict(read_toml(path)) if path is not None else {}
     source = str(path or "defaults")
-    model = typed(AutoencoderConfig, data.pop("model", {}), f"{source} [model]")
-    settings = typed(AutoencoderTraining, {**data, "model": model}, source)
+    model = typed(model_type, data.pop("model", {}), f"{source} [model]")
+    settings = typed(settings_type, {**data, "model": model}, source)
     return settings if steps is None else dataclasses.replace(settings, steps=steps)
 
 
@@ -127,6 +159,67 @@ def train_autoencoder(
     return evaluate_autoencoder(model, dataset_dir, "test", radius)
 
 
+def train_dynamics(
+    dataset_dir: Path,
+    out_dir: Path,
+    autoencoder_path: Path,
+    settings: DynamicsTraining,
+    resume: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> float:
+    """Train (or resume) stage 2 into out_dir/dynamics.pt with a frozen stage-1 autoencoder;
+    returns the last loss. The checkpoint embeds the autoencoder, so it alone rolls out."""
+    out_dir = Path(out_dir)
+    autoencoder = autoencoder_from(autoencoder_path)
+    config = settings.model
+    if config.width != autoencoder.config.width:
+        raise BgnnError(f"dynamics width {config.width} differs from the autoencoder's "
+                        f"{autoencoder.config.width}")  # fmt: skip
+    windows = WindowDataset(dataset_dir, "train", config.context + config.future)
+    model = LatentDynamics(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    path = out_dir / DYNAMICS_CHECKPOINT
+    step = _resume(path, model, optimizer, DYNAMICS_FORMAT) if resume else 0
+    loss = torch.tensor(float("nan"))
+    while step < settings.steps:
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
+        window = windows[int(torch.randint(len(windows), (), generator=generator))]
+        latents, walls, geometry = encode_window(autoencoder, window, generator)
+        context, future = latents[: config.context], latents[config.context :]
+        loss = flow_matching_loss(model, context, future, walls, geometry, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if on_step is not None:
+            on_step(step, loss.item())
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            _save(path, model, optimizer, step, settings, DYNAMICS_FORMAT,
+                  autoencoder=autoencoder.state_dict(),
+                  autoencoder_settings=dataclasses.asdict(autoencoder.config))  # fmt: skip
+    return loss.item()
+
+
+def encode_window(autoencoder: Autoencoder, window: Window, generator):
+    """Latents [T, L, D] of a window's frames (one draw of identifiers for all of them), its
+    wall state [T, WALL_STATE] and its geometry tokens' inputs [G, 7]."""
+    bounds = scene_bounds(window.walls)
+    codes = autoencoder.ids.draw(window.positions.shape[1], generator)
+    everyone = torch.ones(len(codes), dtype=torch.bool)
+    with torch.no_grad():
+        latents = torch.stack([
+            autoencoder.encode(normalise_positions(frame.float(), bounds), window.types - 1,
+                               codes, everyone)
+            for frame in window.positions
+        ])  # fmt: skip
+    triangles = torch.from_numpy(np.concatenate([w.vertices[w.faces] for w in window.walls]))
+    return (
+        latents,
+        wall_state(window.walls, window.time),
+        geometry_features(triangles.float(), bounds),
+    )
+
+
 def evaluate_autoencoder(model: Autoencoder, dataset_dir: Path, split: str, radius: float,
                          frames: int = 10) -> dict:  # fmt: skip
     """Mean reconstruction error (diameters) and swap rate over frames spread over a split."""
@@ -139,20 +232,38 @@ def evaluate_autoencoder(model: Autoencoder, dataset_dir: Path, split: str, radi
     return {key: float(np.mean([f[key] for f in figures])) for key in figures[0]}
 
 
-def _save(path: Path, model, optimizer, step: int, settings: AutoencoderTraining) -> None:
-    payload = {"format": FORMAT, "version": 1, "step": step, "model": model.state_dict(),
+def _save(path: Path, model, optimizer, step: int, settings, kind: str = FORMAT, **extra) -> None:
+    payload = {"format": kind, "version": 1, "step": step, "model": model.state_dict(),
                "optimizer": optimizer.state_dict(),
-               "settings": dataclasses.asdict(settings)}  # fmt: skip
+               "settings": dataclasses.asdict(settings), **extra}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: torch.save(payload, tmp), force=True)
 
 
-def _resume(path: Path, model, optimizer) -> int:
+def load_stage(path: Path, kind: str = FORMAT) -> dict:
+    """A stage checkpoint's payload; BgnnError for a missing or foreign file."""
+    try:
+        payload = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise BgnnError(f"{path}: cannot read the checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != kind:
+        raise BgnnError(f"{path}: not a LaM-SLidE {kind.rsplit('-', 1)[-1]} checkpoint")
+    return payload
+
+
+def autoencoder_from(path: Path) -> Autoencoder:
+    """The trained stage-1 autoencoder of a checkpoint, frozen."""
+    payload = load_stage(Path(path))
+    config = typed(AutoencoderConfig, payload["settings"]["model"], str(path))
+    model = Autoencoder(config)
+    model.load_state_dict(payload["model"])
+    return model.eval().requires_grad_(False)
+
+
+def _resume(path: Path, model, optimizer, kind: str = FORMAT) -> int:
     if not path.is_file():
         return 0
-    payload = torch.load(path, weights_only=True)
-    if payload.get("format") != FORMAT:
-        raise BgnnError(f"{path}: not a LaM-SLidE autoencoder checkpoint")
+    payload = load_stage(path, kind)
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     return int(payload["step"])

@@ -19,8 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from bgnn_sim.geometry.wall import Rotation, Wall
+
 # Triangle features for geometry tokens: centroid (3, normalised), normal (3), area (1).
 TRIANGLE_FEATURES = 7
+# A frame's wall state: fraction of removable walls still present (a gate), sin and cos of the
+# rotation angle of the turning wall, its angular speed in rad/s over 10.
+WALL_STATE = 4
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ class DynamicsConfig:
     blocks: int = 4
     context: int = 8
     future: int = 12
-    wall_state: int = 8
+    wall_state: int = WALL_STATE
     sampling_steps: int = 10
 
 
@@ -193,3 +198,17 @@ def geometry_features(triangles: Tensor, bounds: Tensor) -> Tensor:
     normal = cross / (2 * area).clamp_min(1e-12)
     centroid = (triangles.mean(dim=1) - center) / half
     return torch.cat([centroid, normal, area / half**2], dim=1)
+
+
+def wall_state(walls: list[Wall], times: Tensor) -> Tensor:
+    """[T, WALL_STATE] float32 state of the walls at each time [T] (see WALL_STATE)."""
+    removable = [w for w in walls if w.removed_at is not None]
+    turning = next((w.motion for w in walls if isinstance(w.motion, Rotation)), None)
+    speed = 2.0 * math.pi * turning.rpm / 60.0 if turning else 0.0
+    rows = []
+    for t in times.tolist():
+        present = sum(w.present_at(t) for w in removable) / max(len(removable), 1)
+        turned = max(t - turning.start, 0.0) if turning else 0.0
+        spinning = speed if turning and t >= turning.start else 0.0
+        rows.append([present, math.sin(speed * turned), math.cos(speed * turned), spinning / 10])
+    return torch.tensor(rows, dtype=torch.float32)
