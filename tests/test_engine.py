@@ -64,6 +64,35 @@ def test_cheating_backend_reproduces_liggghts(tmp_path):
     np.testing.assert_allclose(out.positions[live], truth.positions[1:][live], rtol=0, atol=1e-12)
 
 
+class CheatingWindowBackend:
+    """A windowed backend (as LaM-SLidE) that returns the true positions of the next 4 frames."""
+
+    history = HISTORY
+
+    def __init__(self, truth) -> None:
+        self.truth, self.windows = truth, 0
+
+    def window(self, scene, state):
+        k = int(np.argmin(np.abs(self.truth.time - state.time)))
+        self.windows += 1
+        return torch.from_numpy(self.truth.positions[k + 1 : k + 5])
+
+
+def test_cheating_window_backend_reproduces_liggghts(tmp_path):
+    truth, scene = fixture_run()
+    state = state_from_trajectory(truth, HISTORY, HISTORY)
+    frames = 4 * ((truth.n_frames - 1 - HISTORY) // 4)
+    backend = CheatingWindowBackend(truth)
+    rollout_to_file(backend, scene, state, frames, tmp_path / "replay.h5")
+    assert backend.windows == frames // 4
+    with TrajectoryFile(tmp_path / "replay.h5") as replay:
+        out = replay.read()
+    expected = slice(1, HISTORY + 1 + frames)
+    np.testing.assert_array_equal(out.active, truth.active[expected])  # the sink still acts
+    live = out.active
+    np.testing.assert_allclose(out.positions[live], truth.positions[expected][live], atol=1e-12)
+
+
 class ExplodingBackend:
     history = HISTORY
 

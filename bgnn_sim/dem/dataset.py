@@ -168,3 +168,18 @@ def _moments(values: np.ndarray) -> dict:
 
 def _jsonable(scenario) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(scenario)))
+
+
+def training_description(dataset_dir: Path, manifest: dict) -> dict:
+    """What a checkpoint records of the data it was trained on: the dataset, its material and
+    timing, its splits, the kinds of runs and the scenarios of the training runs (the ranges a
+    simulation is checked against)."""
+    return {
+        "dataset": str(dataset_dir),
+        "preset": manifest["preset"],
+        "material": manifest["material"],
+        "timing": manifest["timing"],
+        "runs": manifest["splits"],
+        "kinds": sorted({r["kind"] for r in manifest["runs"]}),
+        "scenarios": [r["scenario"] for r in manifest["runs"] if r["split"] == "train"],
+    }

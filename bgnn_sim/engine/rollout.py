@@ -1,12 +1,14 @@
-"""The rollout loop: backend accelerations -> semi-implicit Euler -> sinks -> checks -> output.
+"""The rollout loop: backend -> positions -> sinks -> checks -> output.
 
-Any backend plugs in through `Backend.acceleration`; the engine owns everything else, so a
-"cheating" backend that returns the true accelerations reproduces the data exactly.
+A per-frame backend (BGNN) plugs in through `Backend.acceleration`, integrated by semi-implicit
+Euler; a windowed backend (LaM-SLidE) through `WindowBackend.window`, which returns the
+positions of several frames at once. The engine owns everything else, so a "cheating" backend
+that returns the true accelerations reproduces the data exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Protocol
 
@@ -36,6 +38,16 @@ class Backend(Protocol):
         ...
 
 
+class WindowBackend(Protocol):
+    """A backend that generates several frames per call from the state's history."""
+
+    history: int  # frames of history behind "now" that it reads
+
+    def window(self, scene: Scene, state: ParticleState) -> Tensor:
+        """[F, N, 3] positions (m) of all particles in the next F frames."""
+        ...
+
+
 def euler_step(history: Tensor, acceleration: Tensor) -> Tensor:
     """Semi-implicit Euler in frame units, v <- v + a, x <- x + v: next positions [n, 3] from
     a position history [K, n, 3] (K >= 2) and accelerations [n, 3] (m/frame^2)."""
@@ -52,12 +64,37 @@ def integrate(state: ParticleState, acceleration: Tensor) -> Tensor:
 def step(backend: Backend, scene: Scene, state: ParticleState) -> ParticleState:
     """Advance one frame. Particles found in a sink leave first, so they are absent from the
     new frame (as LIGGGHTS's `delete_atoms` between dumps does)."""
+    state = leave_sinks(scene, state)
+    acceleration = backend.acceleration(scene, state)
+    return state.advanced(integrate(state, acceleration), scene.frame_dt)
+
+
+def window_steps(backend: WindowBackend, scene: Scene, state: ParticleState) -> list[ParticleState]:
+    """The states of the frames of one window; the sinks act before each frame, as in step."""
+    states = []
+    for positions in backend.window(scene, state):
+        state = leave_sinks(scene, state)
+        moved = torch.where(state.active[:, None], positions.to(state.history), state.positions)
+        state = state.advanced(moved, scene.frame_dt)
+        states.append(state)
+    return states
+
+
+def leave_sinks(scene: Scene, state: ParticleState) -> ParticleState:
+    """The state with particles now inside a sink made inactive."""
     active = state.active.clone()
     for sink in scene.sinks:
         active &= ~sink.contains(state.positions)
-    state = replace(state, active=active)
-    acceleration = backend.acceleration(scene, state)
-    return state.advanced(integrate(state, acceleration), scene.frame_dt)
+    return replace(state, active=active)
+
+
+def successive_states(backend, scene: Scene, state: ParticleState) -> Iterator[ParticleState]:
+    """The states of the following frames, one by one, from either kind of backend."""
+    windowed = hasattr(backend, "window")
+    while True:
+        states = window_steps(backend, scene, state) if windowed else [step(backend, scene, state)]
+        yield from states
+        state = states[-1]
 
 
 def check_finite(state: ParticleState, frame_dt: float, max_speed: float) -> None:
@@ -73,7 +110,7 @@ def check_finite(state: ParticleState, frame_dt: float, max_speed: float) -> Non
 
 
 def rollout(
-    backend: Backend,
+    backend: Backend | WindowBackend,
     scene: Scene,
     state: ParticleState,
     n_frames: int,
@@ -88,8 +125,9 @@ def rollout(
     Raises DivergenceError (after writing every good frame) when the rollout blows up.
     """
     with torch.no_grad():
+        frames = successive_states(backend, scene, state)
         for _ in range(n_frames):
-            state = step(backend, scene, state)
+            state = next(frames)
             check_finite(state, scene.frame_dt, max_speed)
             if writer is not None:
                 write_frame(writer, state, scene.frame_dt)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from bgnn_sim.engine.rollout import rollout_to_file
+import torch
+
+from bgnn_sim.engine.rollout import Backend, WindowBackend, rollout_to_file
 from bgnn_sim.engine.state import scene_from_trajectory, state_from_trajectory
 from bgnn_sim.io.outputs import check_writable
 from bgnn_sim.io.sources import open_source
@@ -22,6 +25,41 @@ def simulator_from_checkpoint(checkpoint: Checkpoint, device: str = "auto") -> B
     return BGNNSimulator(model, checkpoint.statistics, cutoff, checkpoint.config.graph_backend)
 
 
+@dataclass
+class TrainedModel:
+    """A checkpoint ready to roll out: the engine backend, what it was trained on (`data`:
+    material, timing, kinds, scenarios), its training steps and the device it runs on."""
+
+    backend: Backend | WindowBackend
+    data: dict
+    step: int
+    device: torch.device
+
+
+def load_model(path: str | Path, device: str = "auto", seed: int = 0) -> TrainedModel:
+    """A BGNN checkpoint or a LaM-SLidE stage-2 checkpoint (told apart by their format tag).
+    LaM-SLidE runs on the CPU for now; `seed` draws its identifiers and sampling noise."""
+    from bgnn_sim.training import lamslide
+
+    if _format_of(Path(path)) == lamslide.DYNAMICS_FORMAT:
+        backend, payload = lamslide.lamslide_from_checkpoint(Path(path), seed)
+        return TrainedModel(backend, payload["data"], payload["step"], torch.device("cpu"))
+    trained = load_checkpoint(path)
+    backend = simulator_from_checkpoint(trained, device)
+    return TrainedModel(
+        backend, trained.data, trained.step, next(backend.model.parameters()).device
+    )
+
+
+def _format_of(path: Path) -> str | None:
+    """The format tag of a checkpoint file, None when it is not a readable dict."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a missing or foreign file: load_checkpoint reports it precisely
+        return None
+    return payload.get("format") if isinstance(payload, dict) else None
+
+
 def rollout_session(
     checkpoint: Path,
     init: str,
@@ -35,12 +73,12 @@ def rollout_session(
 ) -> None:
     """Roll a trained model out from frame `start` of `init` into `output` (see bgnn rollout)."""
     check_writable(Path(output), force)
-    trained = load_checkpoint(checkpoint)
-    simulator = simulator_from_checkpoint(trained, device)
+    trained = load_model(checkpoint, device)
+    simulator = trained.backend
     source = open_source(init, mesh=mesh, dem_dt=trained.data["timing"]["dem_dt"])
     state = state_from_trajectory(source, start, simulator.history)
     scene = scene_from_trajectory(source)
-    state = state.to(next(simulator.model.parameters()).device)
+    state = state.to(trained.device)
     attrs = {key: source.attrs[key] for key in SCENE_ATTRS if key in source.attrs}
     attrs |= {"source": "bgnn rollout", "checkpoint": str(checkpoint), "init": str(init)}
     if progress is None:

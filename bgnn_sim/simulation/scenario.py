@@ -122,11 +122,14 @@ def domain_warnings(container: Container, state: ParticleState, config, data: di
     """Where this simulation lies outside what the model was trained on (checkpoint `data`)."""
     radius = float(data["material"]["radius"])
     d = 2.0 * radius
+    kinds = data.get("kinds", [])
+    if container.kind not in kinds:
+        return [f"the model was trained on {', '.join(kinds) or 'unknown'} runs, not on a "
+                f"{container.kind}"]  # fmt: skip
     trained = [s for s in data.get("scenarios", []) if s.get("kind") == container.kind]
-    warnings = []
     if not trained:
-        kinds = ", ".join(data.get("kinds", [])) or "unknown"
-        return [f"the model was trained on {kinds} runs, not on a {container.kind}"]
+        return []  # no ranges recorded to check against
+    warnings = []
     sizes = np.asarray(state.radius, dtype=float)
     if np.any(np.abs(sizes - radius) > 0.05 * radius):
         warnings.append(f"particle radii differ from the model's {radius * 1e3:g} mm")

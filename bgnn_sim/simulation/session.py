@@ -25,7 +25,7 @@ from bgnn_sim.analysis.summary import AnalysisOptions, analyze
 from bgnn_sim.configfile import write_toml
 from bgnn_sim.dem.config import Timing
 from bgnn_sim.engine.rollout import rollout_to_file
-from bgnn_sim.engine.session import simulator_from_checkpoint
+from bgnn_sim.engine.session import load_model
 from bgnn_sim.errors import OutputExistsError
 from bgnn_sim.geometry.container import Container, inspect_container
 from bgnn_sim.geometry.mesh import load_walls
@@ -42,7 +42,6 @@ from bgnn_sim.simulation.scenario import (
     scene_for,
     simulated_seconds,
 )
-from bgnn_sim.training.checkpoint import load_checkpoint
 
 TRAJECTORY = "trajectory.h5"
 SNAPSHOT = "snapshot.png"
@@ -72,13 +71,12 @@ def simulate(
     say(f"{config.mesh}: {container.describe()}")
     say(_plan(container, config))
     model_path = config.model or pretrained_model(container.kind)
-    checkpoint = load_checkpoint(model_path)
-    simulator = simulator_from_checkpoint(checkpoint, config.device)
-    frame_dt = Timing(**checkpoint.data["timing"]).frame_dt
-    radius = float(checkpoint.data["material"]["radius"])
+    trained = load_model(model_path, config.device, config.seed)
+    frame_dt = Timing(**trained.data["timing"]).frame_dt
+    radius = float(trained.data["material"]["radius"])
 
     started = time.perf_counter()
-    state = initial_state(container, config, checkpoint.data, simulator.history)
+    state = initial_state(container, config, trained.data, trained.backend.history)
     fill_seconds = time.perf_counter() - started
     n_particles = int(state.active.sum())
     # The resolved settings reproduce the run: the fill's count and the model actually used.
@@ -87,19 +85,19 @@ def simulate(
         config = replace(config, particles=n_particles, fill_height=None)
     origin = f"from {config.init}" if config.init else f"filled in {fill_seconds:.1f} s"
     say(f"{n_particles} particles of radius {radius * 1e3:g} mm ({origin})")
-    warnings = domain_warnings(container, state, config, checkpoint.data)
+    warnings = domain_warnings(container, state, config, trained.data)
     for warning in warnings:
         say(f"warning: {warning}")
 
     out = _clear(Path(config.out), previous)  # only now: a bad mesh or fill keeps the old run
     scene = scene_for(container, config, frame_dt)
     frames = math.ceil(simulated_seconds(container, config) / frame_dt)
-    attrs = _attrs(container, config, checkpoint.data)
-    device = next(simulator.model.parameters()).device
+    attrs = _attrs(container, config, trained.data)
+    device = trained.device
     started = time.perf_counter()
     with progress(frames, "simulate") if progress else nullcontext(None) as advance:
         last = rollout_to_file(
-            simulator, scene, state.to(device), frames, out / TRAJECTORY, attrs,
+            trained.backend, scene, state.to(device), frames, out / TRAJECTORY, attrs,
             on_frame=(lambda s: advance(f"{int(s.active.sum())} particles")) if advance else None,
             until=(lambda s: not bool(s.active.any())) if container.kind == "hopper" else None,
         )  # fmt: skip
@@ -109,7 +107,7 @@ def simulate(
     metrics = _outputs(out, container, config)
     summary = {
         "mesh": str(config.mesh), "container": container.describe(), "kind": container.kind,
-        "model": str(model_path), "model_step": checkpoint.step, "device": str(device),
+        "model": str(model_path), "model_step": trained.step, "device": str(device),
         "particles": n_particles, "frames": done, "frame_dt_s": frame_dt,
         "simulated_s": done * frame_dt, "fill_s": fill_seconds, "rollout_s": rollout_seconds,
         "frames_per_s": done / rollout_seconds, "warnings": warnings, "metrics": metrics,

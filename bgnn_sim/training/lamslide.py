@@ -30,8 +30,8 @@ import torch
 from scipy.spatial import cKDTree
 
 from bgnn_sim.configfile import read_toml, typed
+from bgnn_sim.dem.dataset import training_description
 from bgnn_sim.errors import BgnnError
-from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.io.outputs import write_atomically
 from bgnn_sim.models.lamslide.autoencoder import (
     Autoencoder,
@@ -39,12 +39,13 @@ from bgnn_sim.models.lamslide.autoencoder import (
     denormalise_positions,
     normalise_positions,
     normalised_length,
+    scene_bounds,
 )
 from bgnn_sim.models.lamslide.dynamics import (
     DynamicsConfig,
     LatentDynamics,
     flow_matching_loss,
-    geometry_features,
+    geometry_of,
     wall_state,
 )
 from bgnn_sim.models.lamslide.ids import identity_swap_rate
@@ -91,12 +92,6 @@ def load_stage_settings(stage: str, path: str | Path | None, steps: int | None):
     model = typed(model_type, data.pop("model", {}), f"{source} [model]")
     settings = typed(settings_type, {**data, "model": model}, source)
     return settings if steps is None else dataclasses.replace(settings, steps=steps)
-
-
-def scene_bounds(walls: list[Wall]) -> torch.Tensor:
-    """[2, 3] float32 box of the walls' vertices: the frame positions are normalised to it."""
-    vertices = np.concatenate([w.vertices for w in walls])
-    return torch.tensor(np.stack([vertices.min(axis=0), vertices.max(axis=0)]), dtype=torch.float32)
 
 
 def autoencoder_loss(
@@ -196,7 +191,8 @@ def train_dynamics(
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             _save(path, model, optimizer, step, settings, DYNAMICS_FORMAT,
                   autoencoder=autoencoder.state_dict(),
-                  autoencoder_settings=dataclasses.asdict(autoencoder.config))  # fmt: skip
+                  autoencoder_settings=dataclasses.asdict(autoencoder.config),
+                  data=training_description(dataset_dir, windows.manifest))  # fmt: skip
     return loss.item()
 
 
@@ -212,12 +208,7 @@ def encode_window(autoencoder: Autoencoder, window: Window, generator):
                                codes, everyone)
             for frame in window.positions
         ])  # fmt: skip
-    triangles = torch.from_numpy(np.concatenate([w.vertices[w.faces] for w in window.walls]))
-    return (
-        latents,
-        wall_state(window.walls, window.time),
-        geometry_features(triangles.float(), bounds),
-    )
+    return latents, wall_state(window.walls, window.time), geometry_of(window.walls, bounds)
 
 
 def evaluate_autoencoder(model: Autoencoder, dataset_dir: Path, split: str, radius: float,
@@ -267,3 +258,17 @@ def _resume(path: Path, model, optimizer, kind: str = FORMAT) -> int:
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     return int(payload["step"])
+
+
+def lamslide_from_checkpoint(path: Path, seed: int = 0):
+    """A LaM-SLidE rollout backend from a stage-2 checkpoint (which embeds its autoencoder), and
+    the checkpoint's payload."""
+    from bgnn_sim.models.lamslide.simulator import LamSlideSimulator
+
+    payload = load_stage(Path(path), DYNAMICS_FORMAT)
+    source = str(path)
+    autoencoder = Autoencoder(typed(AutoencoderConfig, payload["autoencoder_settings"], source))
+    autoencoder.load_state_dict(payload["autoencoder"])
+    dynamics = LatentDynamics(typed(DynamicsConfig, payload["settings"]["model"], source))
+    dynamics.load_state_dict(payload["model"])
+    return LamSlideSimulator(autoencoder.eval(), dynamics.eval(), seed), payload

@@ -20,7 +20,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from bgnn_sim.configfile import write_toml
-from bgnn_sim.dem.dataset import read_manifest
+from bgnn_sim.dem.dataset import read_manifest, training_description
 from bgnn_sim.engine.rollout import euler_step
 from bgnn_sim.models.bgnn import BGNN
 from bgnn_sim.models.simulator import BGNNSimulator
@@ -67,15 +67,7 @@ class Trainer:
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.step = 0
-        self.data = {
-            "dataset": str(dataset_dir),
-            "preset": manifest["preset"],
-            "material": material,
-            "timing": timing,
-            "runs": manifest["splits"],
-            "kinds": sorted({r["kind"] for r in manifest["runs"]}),
-            "scenarios": [r["scenario"] for r in manifest["runs"] if r["split"] == "train"],
-        }
+        self.data = training_description(dataset_dir, manifest)
         self.metrics: dict = {}
         self.network = DistributedDataParallel(self.model) if context.distributed else self.model
 

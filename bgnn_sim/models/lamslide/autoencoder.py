@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.models.lamslide.ids import FactorisedIds
 
 
@@ -53,6 +55,12 @@ class Decoded:
     positions: Tensor
     type_logits: Tensor
     exists: Tensor
+
+
+def scene_bounds(walls: list[Wall]) -> Tensor:
+    """[2, 3] float32 box of the walls' vertices at rest: positions are normalised to it."""
+    vertices = np.concatenate([w.vertices for w in walls])
+    return torch.tensor(np.stack([vertices.min(axis=0), vertices.max(axis=0)]), dtype=torch.float32)
 
 
 def normalise_positions(positions: Tensor, bounds: Tensor) -> Tensor:

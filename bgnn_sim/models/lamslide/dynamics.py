@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -186,6 +187,13 @@ def _sinusoid(tau: Tensor, width: int) -> Tensor:
     frequencies = torch.exp(-math.log(1000.0) * torch.arange(half) / half)
     angles = 1000.0 * tau * frequencies
     return torch.cat([angles.sin(), angles.cos()])
+
+
+def geometry_of(walls: list[Wall], bounds: Tensor) -> Tensor:
+    """[G, 7] geometry token inputs of every wall triangle at rest (the walls' motion enters
+    through the per-frame wall state)."""
+    triangles = torch.from_numpy(np.concatenate([w.vertices[w.faces] for w in walls]))
+    return geometry_features(triangles.float(), bounds)
 
 
 def geometry_features(triangles: Tensor, bounds: Tensor) -> Tensor:
