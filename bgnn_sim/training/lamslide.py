@@ -58,26 +58,28 @@ DYNAMICS_FORMAT = "bgnn-sim-lamslide-dynamics"
 
 
 @dataclass(frozen=True)
-class AutoencoderTraining:
-    """Settings of stage 1 (the autoencoder)."""
+class StageTraining:
+    """What both stages share: Adam steps at a fixed rate, checkpoints, the seed of the draws."""
 
-    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     steps: int = 20_000
     lr: float = 3e-4
-    neighbour_radii: float = 4.0
     checkpoint_every: int = 250
     seed: int = 0
 
 
 @dataclass(frozen=True)
-class DynamicsTraining:
+class AutoencoderTraining(StageTraining):
+    """Settings of stage 1 (the autoencoder)."""
+
+    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    neighbour_radii: float = 4.0
+
+
+@dataclass(frozen=True)
+class DynamicsTraining(StageTraining):
     """Settings of stage 2 (the latent dynamics)."""
 
     model: DynamicsConfig = field(default_factory=DynamicsConfig)
-    steps: int = 20_000
-    lr: float = 3e-4
-    checkpoint_every: int = 250
-    seed: int = 0
 
 
 def load_stage_settings(stage: str, path: str | Path | None, steps: int | None):
