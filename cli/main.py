@@ -287,6 +287,9 @@ def simulate(
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Draw of the fill.")] = 0,
     vtk_every: Annotated[int, typer.Option(min=1, help="ParaView: every k-th frame.")] = 10,
+    samples: Annotated[
+        int, typer.Option(min=1, help="Ensemble members (LaM-SLidE models sample futures).")
+    ] = 1,
     scale: Scale = 1.0,
     force: Force = False,
 ) -> None:
@@ -299,7 +302,7 @@ def simulate(
         mesh=mesh, out=out or Path(f"{mesh.stem}-simulation"), scale=scale,
         particles=particles, fill_height=fill_height, fill=fill.value, init=init,
         open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model, device=device,
-        seed=seed, vtk_every=vtk_every, force=force,
+        seed=seed, vtk_every=vtk_every, samples=samples, force=force,
     )  # fmt: skip
     result = run_simulation(config, progress_bar, say=typer.echo)
     summary = result.summary

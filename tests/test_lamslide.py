@@ -274,3 +274,22 @@ def test_simulate_runs_with_a_lamslide_model(run_cli, tiny_lamslide, tmp_path):
     assert code == 0, stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 5 and summary["particles"] == 60
+
+    args = ("simulate", mesh, "--model", tiny_lamslide, "--particles", "60", "--duration",
+            "0.005", "--samples", "3", "--out", out, "--force")  # fmt: skip
+    code, _, stderr = run_cli(*args)
+    assert code == 0, stderr
+    assert not (out / "trajectory.h5").exists()
+    members = [traj.read().positions for traj in map(TrajectoryFile, sorted(out.glob("traj*")))]
+    assert len(members) == 3 and not np.allclose(members[0][-1], members[1][-1])
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert metrics["samples"] == 3 and metrics["leakage_crossings_std"] >= 0
+
+
+def test_samples_need_a_lamslide_model(run_cli, tiny_hopper_model, tmp_path):
+    mesh = tmp_path / "hopper.stl"
+    save_mesh(hopper(HopperSpec(outlet=0.022, top=0.042, bin_height=0.01)), mesh)
+    code, _, stderr = run_cli("simulate", mesh, "--model", tiny_hopper_model, "--samples", "2",
+                              "--out", tmp_path / "run")  # fmt: skip
+    assert code == 1 and "--samples needs a LaM-SLidE model" in stderr
+    assert not (tmp_path / "run").exists()

@@ -23,6 +23,7 @@ from bgnn_sim.analysis.summary import Analysis  # noqa: E402
 from bgnn_sim.io.outputs import check_writable, write_atomically  # noqa: E402
 
 Series = dict[str, Analysis]
+ENSEMBLE = "sample"  # label prefix of the members of an ensemble: drawn as a band
 PLOTS = ("discharge", "mixing", "drum", "kinetic_energy", "leakage", "distances")  # file stems
 
 
@@ -30,6 +31,22 @@ def write_analysis_report(analysis: Analysis, out_dir: Path, title: str, force: 
     """`bgnn analyze`: plots, metrics.json (the trajectory's scalars) and report.md."""
     metrics = analysis.scalars()
     _write_report(out_dir, title, {"trajectory": analysis}, None, metrics, force)
+    return metrics
+
+
+def write_ensemble_report(analyses: list[Analysis], out_dir: Path, title: str, force: bool) -> dict:
+    """Several samples of one simulation (LaM-SLidE): plots with the ensemble's band, and
+    metrics.json with each scalar's mean over the samples and its standard deviation."""
+    series = {f"{ENSEMBLE} {k}": a for k, a in enumerate(analyses)}
+    table = [a.scalars() for a in analyses]
+    metrics: dict = {"samples": len(analyses)}
+    for key, value in table[0].items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            metrics[key] = value
+            continue
+        values = np.array([row[key] for row in table], dtype=float)
+        metrics[key], metrics[f"{key}_std"] = float(values.mean()), float(values.std())
+    _write_report(out_dir, title, series, None, metrics, force)
     return metrics
 
 
@@ -88,6 +105,20 @@ def _jsonable(metrics: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
+def plot_curves(ax, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """One line per label; the members of an ensemble (labels "sample k") instead as their
+    min-max band and median, on the first member's times."""
+    if len(curves) < 2 or not all(label.startswith(ENSEMBLE) for label in curves):
+        for label, (t, y) in curves.items():
+            ax.plot(t, y, label=label)
+        return
+    t = next(iter(curves.values()))[0]
+    members = np.array([np.interp(t, ti, yi) for ti, yi in curves.values()])
+    ax.fill_between(t, members.min(axis=0), members.max(axis=0), alpha=0.3,
+                    label=f"{len(members)} samples (min-max)")  # fmt: skip
+    ax.plot(t, np.median(members, axis=0), label="median")
+
+
 def _figure(draw: Callable, panels: int = 1) -> plt.Figure:
     """A figure of `panels` side-by-side axes drawn by `draw(*axes)`, with legends and grids."""
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
@@ -107,8 +138,7 @@ def discharge_figure(series: Series) -> plt.Figure | None:
         return None
 
     def draw(ax):
-        for label, a in curves.items():
-            ax.plot(a.discharge.time, a.discharge.fraction, label=label)
+        plot_curves(ax, {k: (a.discharge.time, a.discharge.fraction) for k, a in curves.items()})
         ax.set(xlabel="time (s)", ylabel="fraction discharged", title="Hopper discharge")
 
     return _figure(draw)
@@ -121,9 +151,8 @@ def mixing_figure(series: Series) -> plt.Figure | None:
         return None
 
     def draw(left, right):
-        for label, m in curves.items():
-            left.plot(m.time, m.entropy, label=label)
-            right.plot(m.time, m.lacey, label=label)
+        plot_curves(left, {label: (m.time, m.entropy) for label, m in curves.items()})
+        plot_curves(right, {label: (m.time, m.lacey) for label, m in curves.items()})
         left.axhline(math.log(2), color="grey", ls="--", lw=1, label="ln 2 (mixed)")
         left.set(xlabel="time (s)", ylabel="entropy (nats)", title="Mixing entropy")
         right.set(xlabel="time (s)", ylabel="Lacey index", title="Lacey mixing index")
@@ -149,8 +178,7 @@ def drum_figure(series: Series) -> plt.Figure | None:
 
 def kinetic_energy_figure(series: Series) -> plt.Figure | None:
     def draw(ax):
-        for label, a in series.items():
-            ax.plot(a.time, a.kinetic_energy, label=label)
+        plot_curves(ax, {label: (a.time, a.kinetic_energy) for label, a in series.items()})
         ax.set(xlabel="time (s)", ylabel="kinetic energy (J)", title="Kinetic energy")
 
     return _figure(draw)

@@ -45,6 +45,7 @@ class SimulationConfig:
         device: "auto", "cpu" or "cuda".
         seed: draw of the fill.
         vtk_every: write every k-th frame to the ParaView series.
+        samples: members of an ensemble (a LaM-SLidE model samples different futures).
         force: replace a previous run folder.
     """
 
@@ -63,6 +64,7 @@ class SimulationConfig:
     device: str = "auto"
     seed: int = 0
     vtk_every: int = 10
+    samples: int = 1
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -72,7 +74,7 @@ class SimulationConfig:
             raise ConfigError(f"fill must be one of {FILLS}, not {self.fill!r}")
         if self.init is not None and (self.particles or self.fill_height):
             raise ConfigError("--init brings its own particles: drop --particles/--fill-height")
-        for name in ("scale", "rpm", "vtk_every"):
+        for name in ("scale", "rpm", "vtk_every", "samples"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
         for name in ("particles", "fill_height", "duration"):

@@ -1,7 +1,8 @@
 """`bgnn simulate`: mesh -> container -> particles -> rollout -> run folder.
 
 The run folder holds
-    trajectory.h5        every frame (bgnn-sim trajectory format)
+    trajectory.h5        every frame (bgnn-sim trajectory format); trajectory_0.h5 ... for the
+                         members of an ensemble (--samples, LaM-SLidE)
     paraview/            particles.pvd + walls.pvd and their .vtp files (walls move with time)
     report/              analysis plots (discharge or mixing, energy, leakage) and metrics.json
     snapshot.png         one frame rendered off-screen (a hopper half way, a drum at the end)
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -20,13 +22,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bgnn_sim.analysis.report import write_analysis_report
+from bgnn_sim.analysis.report import write_analysis_report, write_ensemble_report
 from bgnn_sim.analysis.summary import AnalysisOptions, analyze
 from bgnn_sim.configfile import write_toml
 from bgnn_sim.dem.config import Timing
 from bgnn_sim.engine.rollout import rollout_to_file
 from bgnn_sim.engine.session import load_model
-from bgnn_sim.errors import OutputExistsError
+from bgnn_sim.errors import ConfigError, OutputExistsError
 from bgnn_sim.geometry.container import Container, inspect_container
 from bgnn_sim.geometry.mesh import load_walls
 from bgnn_sim.io.hdf5 import TrajectoryFile
@@ -72,6 +74,8 @@ def simulate(
     say(_plan(container, config))
     model_path = config.model or pretrained_model(container.kind)
     trained = load_model(model_path, config.device, config.seed)
+    if config.samples > 1 and not hasattr(trained.backend, "reseed"):
+        raise ConfigError("--samples needs a LaM-SLidE model: BGNN rollouts are deterministic")
     frame_dt = Timing(**trained.data["timing"]).frame_dt
     radius = float(trained.data["material"]["radius"])
 
@@ -93,24 +97,21 @@ def simulate(
     scene = scene_for(container, config, frame_dt)
     frames = math.ceil(simulated_seconds(container, config) / frame_dt)
     attrs = _attrs(container, config, trained.data)
-    device = trained.device
     started = time.perf_counter()
-    with progress(frames, "simulate") if progress else nullcontext(None) as advance:
-        last = rollout_to_file(
-            trained.backend, scene, state.to(device), frames, out / TRAJECTORY, attrs,
-            on_frame=(lambda s: advance(f"{int(s.active.sum())} particles")) if advance else None,
-            until=(lambda s: not bool(s.active.any())) if container.kind == "hopper" else None,
-        )  # fmt: skip
+    paths = trajectory_paths(out, config.samples)
+    hopper = container.kind == "hopper"
+    last = _roll_out(trained, scene, state, frames, paths, attrs, hopper, config.seed, progress)
     rollout_seconds = time.perf_counter() - started
     done = round((last.time - state.time) / frame_dt)
 
-    metrics = _outputs(out, container, config)
+    metrics = _outputs(out, paths, container, config)
     summary = {
         "mesh": str(config.mesh), "container": container.describe(), "kind": container.kind,
-        "model": str(model_path), "model_step": trained.step, "device": str(device),
+        "model": str(model_path), "model_step": trained.step, "device": str(trained.device),
         "particles": n_particles, "frames": done, "frame_dt_s": frame_dt,
         "simulated_s": done * frame_dt, "fill_s": fill_seconds, "rollout_s": rollout_seconds,
-        "frames_per_s": done / rollout_seconds, "warnings": warnings, "metrics": metrics,
+        "frames_per_s": done * len(paths) / rollout_seconds, "samples": len(paths),
+        "warnings": warnings, "metrics": metrics,
     }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     write_toml(out / "config.toml", config.as_table())
@@ -129,11 +130,15 @@ def _previous_outputs(out: Path, force: bool) -> list[Path]:
     """A previous run's outputs in the run folder, to be replaced (only with `force`); a folder
     holding anything else is never touched."""
     present = list(out.iterdir()) if out.is_dir() else []
-    if any(path.name not in RUN_OUTPUTS for path in present):
+    if any(not _is_run_output(path.name) for path in present):
         raise OutputExistsError(f"{out} holds other files; give a new or empty folder")
     if present and not force:
         raise OutputExistsError(f"{out} holds a previous run; use --force to replace it")
     return present
+
+
+def _is_run_output(name: str) -> bool:
+    return name in RUN_OUTPUTS or re.fullmatch(r"trajectory_\d+\.h5", name) is not None
 
 
 def _clear(out: Path, previous: list[Path]) -> Path:
@@ -152,16 +157,44 @@ def _attrs(container: Container, config: SimulationConfig, data: dict) -> dict:
     }  # fmt: skip
 
 
-def _outputs(out: Path, container: Container, config: SimulationConfig) -> dict:
-    """ParaView series and analysis report from the written trajectory; the key figures."""
-    with TrajectoryFile(out / TRAJECTORY) as trajectory:
+def trajectory_paths(out: Path, samples: int) -> list[Path]:
+    """trajectory.h5, or trajectory_0.h5 ... for the members of an ensemble."""
+    if samples == 1:
+        return [out / TRAJECTORY]
+    return [out / f"trajectory_{k}.h5" for k in range(samples)]
+
+
+def _roll_out(trained, scene, state, frames, paths, attrs, hopper: bool, seed: int, progress):
+    """One rollout per path (the members of an ensemble differ by their seed); a hopper stops
+    once empty. Returns the last state of the last rollout."""
+    empty = (lambda s: not bool(s.active.any())) if hopper else None
+    with progress(frames * len(paths), "simulate") if progress else nullcontext() as advance:
+        report = (lambda s: advance(f"{int(s.active.sum())} particles")) if advance else None
+        for k, path in enumerate(paths):
+            if k:  # the next member of the ensemble: fresh identifiers and sampling noise
+                trained.backend.reseed(seed + k)
+            last = rollout_to_file(trained.backend, scene, state.to(trained.device), frames,
+                                   path, attrs, on_frame=report, until=empty)  # fmt: skip
+    return last
+
+
+def _outputs(out: Path, paths: list[Path], container: Container, config: SimulationConfig) -> dict:
+    """ParaView series and snapshot of the (first) trajectory, the analysis report of all of
+    them (an ensemble's band); returns the key figures."""
+    with TrajectoryFile(paths[0]) as trajectory:
         export_vtk(trajectory, out / "paraview", every=config.vtk_every)
-        traj = trajectory.read()
         drum = container.kind == "drum"
-        render_frame(trajectory, _snapshot_frame(traj.active, drum), out / SNAPSHOT, by_type=drum)
-    outlet_z = container.outlet.z if container.kind == "hopper" else None
-    analysis = analyze(traj, AnalysisOptions(outlet_z=outlet_z))
-    return write_analysis_report(analysis, out / "report", f"Simulation of {config.mesh}", False)
+        shown = _snapshot_frame(trajectory.read().active, drum)
+        render_frame(trajectory, shown, out / SNAPSHOT, by_type=drum)
+    options = AnalysisOptions(outlet_z=container.outlet.z if container.kind == "hopper" else None)
+    analyses = []
+    for path in paths:
+        with TrajectoryFile(path) as trajectory:
+            analyses.append(analyze(trajectory.read(), options))
+    title = f"Simulation of {config.mesh}"
+    if len(analyses) == 1:
+        return write_analysis_report(analyses[0], out / "report", title, False)
+    return write_ensemble_report(analyses, out / "report", title, False)
 
 
 def _snapshot_frame(active, drum: bool) -> int:

@@ -34,6 +34,11 @@ class LamSlideSimulator:
         self.generator = torch.Generator().manual_seed(seed)
         self.codes: Tensor | None = None
 
+    def reseed(self, seed: int) -> None:
+        """Start another member of the ensemble: new identifiers and sampling noise."""
+        self.generator.manual_seed(seed)
+        self.codes = None
+
     def window(self, scene: Scene, state: ParticleState) -> Tensor:
         config = self.dynamics.config
         bounds = scene_bounds(scene.walls)
