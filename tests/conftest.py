@@ -26,7 +26,7 @@ def tiny_dataset(tmp_path_factory):
     from bgnn_sim.dem.generate import generate_dataset
 
     out = tmp_path_factory.mktemp("tiny_hopper")
-    generate_dataset("hopper", 3, out, workers=2, seed=0, preset="tiny")
+    generate_dataset("hopper", 3, str(out), workers=2, seed=0, preset="tiny")  # a str works too
     return out
 
 

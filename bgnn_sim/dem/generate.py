@@ -46,7 +46,7 @@ def plan_runs(kind: str, runs: int, seed: int, preset: str, material: Material) 
 def generate_dataset(
     kind: str,
     runs: int,
-    out_dir: Path,
+    out_dir: str | Path,
     workers: int = 1,
     seed: int = 0,
     preset: str = "default",
@@ -64,6 +64,7 @@ def generate_dataset(
     run's dumps take gigabytes; the compressed trajectory holds the same numbers).
     """
     material, timing = material or Material(), timing or Timing()
+    out_dir = Path(out_dir)
     plan = plan_runs(kind, runs, seed, preset, material)
     run_dirs = {name: out_dir / "runs" / name for name in plan}
     files = {name: out_dir / "trajectories" / f"{name}.h5" for name in plan}
