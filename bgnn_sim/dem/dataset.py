@@ -171,11 +171,12 @@ def _jsonable(scenario) -> dict:
 
 
 def training_description(dataset_dir: Path, manifest: dict) -> dict:
-    """What a checkpoint records of the data it was trained on: the dataset, its material and
-    timing, its splits, the kinds of runs and the scenarios of the training runs (the ranges a
-    simulation is checked against)."""
+    """What a checkpoint records of the data it was trained on: the dataset's folder name (not
+    its path: checkpoints are shipped to other machines), its material and timing, its splits,
+    the kinds of runs and the scenarios of the training runs (the ranges a simulation is
+    checked against)."""
     return {
-        "dataset": str(dataset_dir),
+        "dataset": Path(dataset_dir).name,
         "preset": manifest["preset"],
         "material": manifest["material"],
         "timing": manifest["timing"],
