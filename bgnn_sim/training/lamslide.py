@@ -134,25 +134,15 @@ def train_autoencoder(
     on_step: Callable[[int, float], None] | None = None,
 ) -> dict:
     """Train (or resume) stage 1 into out_dir/autoencoder.pt; returns the test-split figures."""
-    out_dir = Path(out_dir)
     frames = WindowDataset(dataset_dir, "train", 1)
     radius = float(frames.manifest["material"]["radius"])
     model = Autoencoder(settings.model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    step = _resume(out_dir / CHECKPOINT, model, optimizer) if resume else 0
-    while step < settings.steps:
-        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
-        index = int(torch.randint(len(frames), (), generator=generator))
-        loss, _ = autoencoder_loss(model, frames[index], radius, settings.neighbour_radii,
-                                   generator)  # fmt: skip
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        step += 1
-        if on_step is not None:
-            on_step(step, loss.item())
-        if step % settings.checkpoint_every == 0 or step == settings.steps:
-            _save(out_dir / CHECKPOINT, model, optimizer, step, settings)
+
+    def loss_of(generator) -> torch.Tensor:
+        frame = frames[int(torch.randint(len(frames), (), generator=generator))]
+        return autoencoder_loss(model, frame, radius, settings.neighbour_radii, generator)[0]
+
+    _optimise(model, loss_of, Path(out_dir) / CHECKPOINT, FORMAT, settings, resume, on_step)
     return evaluate_autoencoder(model, dataset_dir, "test", radius)
 
 
@@ -166,7 +156,6 @@ def train_dynamics(
 ) -> float:
     """Train (or resume) stage 2 into out_dir/dynamics.pt with a frozen stage-1 autoencoder;
     returns the last loss. The checkpoint embeds the autoencoder, so it alone rolls out."""
-    out_dir = Path(out_dir)
     autoencoder = autoencoder_from(autoencoder_path)
     config = settings.model
     if config.width != autoencoder.config.width:
@@ -174,16 +163,30 @@ def train_dynamics(
                         f"{autoencoder.config.width}")  # fmt: skip
     windows = WindowDataset(dataset_dir, "train", config.context + config.future)
     model = LatentDynamics(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    path = out_dir / DYNAMICS_CHECKPOINT
-    step = _resume(path, model, optimizer, DYNAMICS_FORMAT) if resume else 0
-    loss = torch.tensor(float("nan"))
-    while step < settings.steps:
-        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
+
+    def loss_of(generator) -> torch.Tensor:
         window = windows[int(torch.randint(len(windows), (), generator=generator))]
         latents, walls, geometry = encode_window(autoencoder, window, generator)
         context, future = latents[: config.context], latents[config.context :]
-        loss = flow_matching_loss(model, context, future, walls, geometry, generator)
+        return flow_matching_loss(model, context, future, walls, geometry, generator)
+
+    embedded = {"autoencoder": autoencoder.state_dict(),
+                "autoencoder_settings": dataclasses.asdict(autoencoder.config),
+                "data": training_description(dataset_dir, windows.manifest)}  # fmt: skip
+    path = Path(out_dir) / DYNAMICS_CHECKPOINT
+    return _optimise(model, loss_of, path, DYNAMICS_FORMAT, settings, resume, on_step, embedded)
+
+
+def _optimise(model, loss_of, path: Path, kind: str, settings: StageTraining, resume: bool,
+              on_step, extra: dict | None = None) -> float:  # fmt: skip
+    """The loop both stages share: Adam on `loss_of(generator)` up to settings.steps, the draws
+    keyed by the step (exact resume), checkpoints every `checkpoint_every` steps and at the end.
+    Returns the last loss."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    step = _resume(path, model, optimizer, kind) if resume else 0
+    loss = torch.tensor(float("nan"))
+    while step < settings.steps:
+        loss = loss_of(torch.Generator().manual_seed(settings.seed * 1_000_003 + step))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -191,10 +194,7 @@ def train_dynamics(
         if on_step is not None:
             on_step(step, loss.item())
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            _save(path, model, optimizer, step, settings, DYNAMICS_FORMAT,
-                  autoencoder=autoencoder.state_dict(),
-                  autoencoder_settings=dataclasses.asdict(autoencoder.config),
-                  data=training_description(dataset_dir, windows.manifest))  # fmt: skip
+            _save(path, model, optimizer, step, settings, kind, **(extra or {}))
     return loss.item()
 
 
