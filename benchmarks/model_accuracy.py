@@ -21,9 +21,8 @@ from bgnn_sim.analysis.session import compare_session
 from bgnn_sim.analysis.summary import AnalysisOptions
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.engine.rollout import DivergenceError
-from bgnn_sim.engine.session import rollout_session
+from bgnn_sim.engine.session import load_model, rollout_session
 from bgnn_sim.io.hdf5 import TrajectoryFile
-from bgnn_sim.training.checkpoint import load_checkpoint
 
 COLUMNS = {
     "hopper": ("discharge_fraction_max_error", "t50_relative_error",
@@ -33,9 +32,9 @@ COLUMNS = {
 }  # fmt: skip
 
 
-def evaluate_run(model: Path, reference: Path, out: Path, frames: int | None) -> dict:
-    """Roll out from the reference's first frames, compare, return the metrics (+ timing)."""
-    history = load_checkpoint(model).config.model.history
+def evaluate_run(model: Path, history: int, reference: Path, out: Path, frames: int | None) -> dict:
+    """Roll out from the reference's first frames (the model reads `history` frames behind
+    "now"), compare, return the metrics (+ timing)."""
     with TrajectoryFile(reference) as run:
         n_frames = run.n_frames - 1 - history if frames is None else frames
     out.mkdir(parents=True, exist_ok=True)
@@ -63,11 +62,12 @@ def main() -> None:
     args = parser.parse_args()
 
     manifest = read_manifest(args.dataset)
-    kind = load_checkpoint(args.model).data["kinds"][0]
+    trained = load_model(args.model, "cpu")
+    kind, history = trained.data["kinds"][0], trained.backend.history
     results = {}
     for name in manifest["splits"][args.split]:
         reference = args.dataset / "trajectories" / f"{name}.h5"
-        results[name] = evaluate_run(args.model, reference, args.out / name, args.frames)
+        results[name] = evaluate_run(args.model, history, reference, args.out / name, args.frames)
         row = {k: results[name].get(k) for k in COLUMNS[kind]}
         print(name, json.dumps(row), flush=True)
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))

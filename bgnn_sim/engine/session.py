@@ -12,7 +12,7 @@ from bgnn_sim.engine.state import scene_from_trajectory, state_from_trajectory
 from bgnn_sim.io.outputs import check_writable
 from bgnn_sim.io.sources import open_source
 from bgnn_sim.models.simulator import BGNNSimulator
-from bgnn_sim.training.checkpoint import Checkpoint, load_checkpoint
+from bgnn_sim.training.checkpoint import Checkpoint, checkpoint_from_payload, read_payload
 from bgnn_sim.training.distributed import resolve_device
 from bgnn_sim.trajectory import SCENE_ATTRS
 
@@ -41,23 +41,15 @@ def load_model(path: str | Path, device: str = "auto", seed: int = 0) -> Trained
     LaM-SLidE runs on the CPU for now; `seed` draws its identifiers and sampling noise."""
     from bgnn_sim.training import lamslide
 
-    if _format_of(Path(path)) == lamslide.DYNAMICS_FORMAT:
-        backend, payload = lamslide.lamslide_from_checkpoint(Path(path), seed)
+    payload = read_payload(path)  # read once, then told apart
+    if isinstance(payload, dict) and payload.get("format") == lamslide.DYNAMICS_FORMAT:
+        backend = lamslide.lamslide_from_payload(payload, str(path), seed)
         return TrainedModel(backend, payload["data"], payload["step"], torch.device("cpu"))
-    trained = load_checkpoint(path)
+    trained = checkpoint_from_payload(payload, path)
     backend = simulator_from_checkpoint(trained, device)
     return TrainedModel(
         backend, trained.data, trained.step, next(backend.model.parameters()).device
     )
-
-
-def _format_of(path: Path) -> str | None:
-    """The format tag of a checkpoint file, None when it is not a readable dict."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a missing or foreign file: load_checkpoint reports it precisely
-        return None
-    return payload.get("format") if isinstance(payload, dict) else None
 
 
 def rollout_session(

@@ -68,13 +68,23 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     """Read and validate a checkpoint; CheckpointError for a wrong or corrupt file."""
+    return checkpoint_from_payload(read_payload(path, map_location), path)
+
+
+def read_payload(path: str | Path, map_location: str = "cpu") -> Any:
+    """The contents of a torch checkpoint file (plain containers and tensors only), or a
+    CheckpointError for a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        payload: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from exc
+
+
+def checkpoint_from_payload(payload: Any, path: str | Path) -> Checkpoint:
+    """Validate a BGNN checkpoint's contents (read from `path`, named in errors)."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a bgnn-sim checkpoint")
     if payload.get("version") != VERSION:

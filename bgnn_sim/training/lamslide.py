@@ -265,12 +265,16 @@ def _resume(path: Path, model, optimizer, kind: str = FORMAT) -> int:
 def lamslide_from_checkpoint(path: Path, seed: int = 0):
     """A LaM-SLidE rollout backend from a stage-2 checkpoint (which embeds its autoencoder), and
     the checkpoint's payload."""
+    payload = load_stage(Path(path), DYNAMICS_FORMAT)
+    return lamslide_from_payload(payload, str(path), seed), payload
+
+
+def lamslide_from_payload(payload: dict, source: str, seed: int = 0):
+    """The rollout backend of a stage-2 checkpoint's contents (read from `source`)."""
     from bgnn_sim.models.lamslide.simulator import LamSlideSimulator
 
-    payload = load_stage(Path(path), DYNAMICS_FORMAT)
-    source = str(path)
     autoencoder = Autoencoder(typed(AutoencoderConfig, payload["autoencoder_settings"], source))
     autoencoder.load_state_dict(payload["autoencoder"])
     dynamics = LatentDynamics(typed(DynamicsConfig, payload["settings"]["model"], source))
     dynamics.load_state_dict(payload["model"])
-    return LamSlideSimulator(autoencoder.eval(), dynamics.eval(), seed), payload
+    return LamSlideSimulator(autoencoder.eval(), dynamics.eval(), seed)
