@@ -14,7 +14,7 @@ import numpy as np
 import trimesh
 
 from bgnn_sim.errors import MeshError
-from bgnn_sim.geometry.wall import Wall
+from bgnn_sim.geometry.wall import Wall, walls_bounds
 
 AXES = {"x": 0, "y": 1, "z": 2}
 # An axis found from the inertia counts as x, y or z when it is this close (cosine).
@@ -75,8 +75,7 @@ class Container:
     @property
     def bounds(self) -> np.ndarray:
         """[2, 3] min and max corners of the walls."""
-        vertices = np.concatenate([w.vertices for w in self.walls])
-        return np.stack([vertices.min(axis=0), vertices.max(axis=0)])
+        return walls_bounds(self.walls)
 
     def describe(self) -> str:
         """One line saying what was inferred, in millimetres."""
@@ -110,7 +109,7 @@ def inspect_container(walls: list[Wall], axis: str | None = None) -> Container:
         return _drum(walls, mesh, axis)
     if axis is not None:
         raise MeshError("--axis applies to closed drums; this mesh is open (a hopper)")
-    return _hopper(walls, loops)
+    return _hopper(walls, mesh, loops)
 
 
 def closed_solid(container: Container) -> trimesh.Trimesh:
@@ -136,10 +135,9 @@ def _drum(walls: list[Wall], mesh: trimesh.Trimesh, axis: str | None) -> Contain
         )
     name = "xyz"[int(np.argmax(aligned))]
     k = AXES[name]
-    vertices = np.asarray(mesh.vertices)
-    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    lo, hi = mesh.bounds
     center = (lo + hi) / 2
-    radial = np.delete(vertices - center, k, axis=1)
+    radial = np.delete(np.asarray(mesh.vertices) - center, k, axis=1)
     radius = float(np.linalg.norm(radial, axis=1).max())
     return Container("drum", walls, axis=name, center=center, radius=radius, length=hi[k] - lo[k])
 
@@ -160,8 +158,7 @@ def _axis_index(axis: str) -> int:
     return AXES[axis]
 
 
-def _hopper(walls: list[Wall], loops: list[np.ndarray]) -> Container:
-    mesh = merged_mesh(walls)
+def _hopper(walls: list[Wall], mesh: trimesh.Trimesh, loops: list[np.ndarray]) -> Container:
     openings = sorted((_opening(mesh.vertices[loop]) for loop in loops), key=lambda o: o.z)
     outlet, top = openings[0], openings[-1]
     bottom = float(mesh.vertices[:, 2].min())

@@ -149,3 +149,9 @@ def present_triangles(walls: list[Wall], t: float) -> np.ndarray:
     """Triangles [F, 3, 3] of every wall present at time t, posed at t (F may be 0)."""
     present = [w.triangles_at(t) for w in walls if w.present_at(t)]
     return np.concatenate(present) if present else np.zeros((0, 3, 3))
+
+
+def walls_bounds(walls: list[Wall]) -> np.ndarray:
+    """[2, 3] min and max corners of the walls' vertices as loaded (at rest)."""
+    vertices = np.concatenate([w.vertices for w in walls])
+    return np.stack([vertices.min(axis=0), vertices.max(axis=0)])

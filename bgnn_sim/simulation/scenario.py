@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import trimesh
 
 from bgnn_sim.dem.config import Material, Timing
 from bgnn_sim.dem.settle import settle_with_liggghts
@@ -60,11 +61,13 @@ def simulated_seconds(container: Container, config: SimulationConfig) -> float:
     return DEFAULT_DRUM_SECONDS
 
 
-def fill_count(container: Container, config: SimulationConfig, radius: float) -> int:
-    """Particles to fill in: the setting, else enough for the fill height (or its default)."""
+def fill_count(
+    container: Container, solid: trimesh.Trimesh, config: SimulationConfig, radius: float
+) -> int:
+    """Particles to fill in: the setting, else enough for the fill height (or its default) in
+    the container's closed solid."""
     if config.particles is not None:
         return config.particles
-    solid = closed_solid(container)
     bottom, top = container.bounds[:, 2]
     if config.fill_height is not None:
         return particles_below(solid, bottom + config.fill_height, radius)
@@ -90,8 +93,9 @@ def initial_state(
         source = open_source(config.init, dem_dt=timing.dem_dt)
         return state_from_trajectory(source, -1, history)
     radius = material.radius
-    n = fill_count(container, config, radius)
-    positions = fill_container(closed_solid(container), n, radius, seed=config.seed)
+    solid = closed_solid(container)
+    n = fill_count(container, solid, config, radius)
+    positions = fill_container(solid, n, radius, seed=config.seed)
     if config.fill == "liggghts":
         gate_z = container.outlet.z if container.kind == "hopper" else None
         positions = settle_with_liggghts(merged_mesh(container.walls), positions, material,

@@ -181,16 +181,17 @@ def _roll_out(trained, scene, state, frames, paths, attrs, hopper: bool, seed: i
 def _outputs(out: Path, paths: list[Path], container: Container, config: SimulationConfig) -> dict:
     """ParaView series and snapshot of the (first) trajectory, the analysis report of all of
     them (an ensemble's band); returns the key figures."""
-    with TrajectoryFile(paths[0]) as trajectory:
-        export_vtk(trajectory, out / "paraview", every=config.vtk_every)
-        drum = container.kind == "drum"
-        shown = _snapshot_frame(trajectory.read().active, drum)
-        render_frame(trajectory, shown, out / SNAPSHOT, by_type=drum)
     options = AnalysisOptions(outlet_z=container.outlet.z if container.kind == "hopper" else None)
     analyses = []
-    for path in paths:
+    for k, path in enumerate(paths):
         with TrajectoryFile(path) as trajectory:
-            analyses.append(analyze(trajectory.read(), options))
+            traj = trajectory.read()
+            if k == 0:  # the ParaView series and the picture show the first member
+                export_vtk(trajectory, out / "paraview", every=config.vtk_every)
+                drum = container.kind == "drum"
+                shown = _snapshot_frame(traj.active, drum)
+                render_frame(trajectory, shown, out / SNAPSHOT, by_type=drum)
+        analyses.append(analyze(traj, options))
     title = f"Simulation of {config.mesh}"
     if len(analyses) == 1:
         return write_analysis_report(analyses[0], out / "report", title, False)

@@ -49,6 +49,7 @@ from bgnn_sim.models.lamslide.dynamics import (
     wall_state,
 )
 from bgnn_sim.models.lamslide.ids import identity_swap_rate
+from bgnn_sim.training.checkpoint import read_payload
 from bgnn_sim.training.windows import Window, WindowDataset
 
 CHECKPOINT = "autoencoder.pt"
@@ -235,10 +236,7 @@ def _save(path: Path, model, optimizer, step: int, settings, kind: str = FORMAT,
 
 def load_stage(path: Path, kind: str = FORMAT) -> dict:
     """A stage checkpoint's payload; BgnnError for a missing or foreign file."""
-    try:
-        payload = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise BgnnError(f"{path}: cannot read the checkpoint ({type(exc).__name__})") from exc
+    payload = read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != kind:
         raise BgnnError(f"{path}: not a LaM-SLidE {kind.rsplit('-', 1)[-1]} checkpoint")
     return payload

@@ -14,11 +14,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bgnn_sim.geometry.wall import Wall
+from bgnn_sim.geometry.wall import Wall, walls_bounds
 from bgnn_sim.models.lamslide.ids import FactorisedIds
 
 
@@ -59,8 +58,7 @@ class Decoded:
 
 def scene_bounds(walls: list[Wall]) -> Tensor:
     """[2, 3] float32 box of the walls' vertices at rest: positions are normalised to it."""
-    vertices = np.concatenate([w.vertices for w in walls])
-    return torch.tensor(np.stack([vertices.min(axis=0), vertices.max(axis=0)]), dtype=torch.float32)
+    return torch.tensor(walls_bounds(walls), dtype=torch.float32)
 
 
 def normalise_positions(positions: Tensor, bounds: Tensor) -> Tensor:
