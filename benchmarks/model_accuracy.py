@@ -19,9 +19,11 @@ import numpy as np
 
 from bgnn_sim.analysis.session import compare_session
 from bgnn_sim.analysis.summary import AnalysisOptions
+from bgnn_sim.dem.config import Timing
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.engine.rollout import DivergenceError
-from bgnn_sim.engine.session import load_model, rollout_session
+from bgnn_sim.engine.session import TrainedModel, load_model, rollout_session
+from bgnn_sim.engine.state import frame_stride
 from bgnn_sim.io.hdf5 import TrajectoryFile
 
 COLUMNS = {
@@ -32,16 +34,19 @@ COLUMNS = {
 }  # fmt: skip
 
 
-def evaluate_run(model: Path, history: int, reference: Path, out: Path, frames: int | None) -> dict:
-    """Roll out from the reference's first frames (the model reads `history` frames behind
-    "now"), compare, return the metrics (+ timing)."""
+def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
+                 frames: int | None) -> dict:  # fmt: skip
+    """Roll out from the reference's first frames (the model reads `history` of its frames
+    behind "now"), compare, return the metrics (+ timing). `frames` counts the model's frames."""
     with TrajectoryFile(reference) as run:
-        n_frames = run.n_frames - 1 - history if frames is None else frames
+        stride = frame_stride(run, Timing(**trained.data["timing"]).frame_dt)
+        start = trained.backend.history * stride
+        n_frames = (run.n_frames - 1 - start) // stride if frames is None else frames
     out.mkdir(parents=True, exist_ok=True)
     rollout = out / "rollout.h5"
     started = time.perf_counter()
     try:
-        rollout_session(model, str(reference), n_frames, rollout, start=history, force=True)
+        rollout_session(model, str(reference), n_frames, rollout, start=start, force=True)
         diverged = None
     except DivergenceError as exc:  # the frames before the blow-up are kept and compared
         diverged = str(exc)
@@ -57,17 +62,19 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="checkpoint (.pt)")
     parser.add_argument("dataset", type=Path, help="dataset folder (bgnn generate)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--frames", type=int, default=None, help="frames per rollout")
+    parser.add_argument(
+        "--frames", type=int, default=None, help="model frames per rollout (default: the whole run)"
+    )
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
 
     manifest = read_manifest(args.dataset)
     trained = load_model(args.model, "cpu")
-    kind, history = trained.data["kinds"][0], trained.backend.history
+    kind = trained.data["kinds"][0]
     results = {}
     for name in manifest["splits"][args.split]:
         reference = args.dataset / "trajectories" / f"{name}.h5"
-        results[name] = evaluate_run(args.model, history, reference, args.out / name, args.frames)
+        results[name] = evaluate_run(args.model, trained, reference, args.out / name, args.frames)
         row = {k: results[name].get(k) for k in COLUMNS[kind]}
         print(name, json.dumps(row), flush=True)
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))

@@ -65,9 +65,9 @@ class Trajectory:
     def n_particles(self) -> int:
         return self.active.shape[1]
 
-    def read(self, start: int = 0, stop: int | None = None) -> Trajectory:
-        """Frames [start, stop) (the in-memory twin of TrajectoryFile.read)."""
-        span = slice(start, self.n_frames if stop is None else stop)
+    def read(self, start: int = 0, stop: int | None = None, step: int = 1) -> Trajectory:
+        """Frames [start, stop), every `step`-th (the in-memory twin of TrajectoryFile.read)."""
+        span = slice(start, self.n_frames if stop is None else stop, step)
         velocities = None if self.velocities is None else self.velocities[span]
         return replace(
             self, time=self.time[span], positions=self.positions[span],

@@ -230,7 +230,8 @@ def _train_lamslide(dataset, out, config, resume, steps, force, stage, autoencod
         return
     typer.echo(
         f"wrote {checkpoint}: test reconstruction error "
-        f"{figures['error_diameters']:.3f} diameters, identity swaps {figures['swap_rate']:.2%}"
+        f"{figures['error_diameters']:.3f} diameters (particles moved "
+        f"{figures['moved_diameters']:.3f}), identity swaps {figures['swap_rate']:.2%}"
     )
 
 
@@ -284,6 +285,10 @@ def simulate(
     model: Annotated[
         Path | None, typer.Option(help="Your checkpoint [default: the shipped model].")
     ] = None,
+    backend: Annotated[
+        Backend | None,
+        typer.Option(help="bgnn, or lamslide (LaM-SLidE) [default: the --model file's, or bgnn]."),
+    ] = None,
     device: Device = "auto",
     seed: Annotated[int, typer.Option(help="Draw of the fill.")] = 0,
     vtk_every: Annotated[int, typer.Option(min=1, help="ParaView: every k-th frame.")] = 10,
@@ -301,8 +306,9 @@ def simulate(
     config = SimulationConfig(
         mesh=mesh, out=out or Path(f"{mesh.stem}-simulation"), scale=scale,
         particles=particles, fill_height=fill_height, fill=fill.value, init=init,
-        open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model, device=device,
-        seed=seed, vtk_every=vtk_every, samples=samples, force=force,
+        open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model,
+        backend=backend and backend.value, device=device, seed=seed, vtk_every=vtk_every,
+        samples=samples, force=force,
     )  # fmt: skip
     result = run_simulation(config, progress_bar, say=typer.echo)
     summary = result.summary

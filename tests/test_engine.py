@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from bgnn_sim.engine.rollout import DivergenceError, rollout, rollout_to_file
-from bgnn_sim.engine.state import Scene, Sink, state_from_trajectory
+from bgnn_sim.engine.state import Scene, Sink, frame_stride, state_from_trajectory
+from bgnn_sim.errors import BgnnError
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.features import build_graph
 from bgnn_sim.io.hdf5 import TrajectoryFile
@@ -91,6 +92,18 @@ def test_cheating_window_backend_reproduces_liggghts(tmp_path):
     np.testing.assert_array_equal(out.active, truth.active[expected])  # the sink still acts
     live = out.active
     np.testing.assert_allclose(out.positions[live], truth.positions[expected][live], atol=1e-12)
+
+
+def test_a_model_that_steps_several_frames_reads_its_history_at_its_stride():
+    truth, _ = fixture_run()  # a frame every ms
+    assert frame_stride(truth, 3e-3) == 3
+    state = state_from_trajectory(truth, 10, 2, stride=frame_stride(truth, 3e-3))
+    np.testing.assert_array_equal(state.history.numpy(), truth.positions[[4, 7, 10]])
+    assert state.time == truth.time[10]
+    with pytest.raises(BgnnError, match="not a whole number"):
+        frame_stride(truth, 2.5e-3)
+    with pytest.raises(BgnnError, match="needs 7 frames of history"):
+        state_from_trajectory(truth, 5, 2, stride=3)
 
 
 class ExplodingBackend:

@@ -13,12 +13,7 @@ from bgnn_sim.engine.state import scene_from_trajectory, state_from_trajectory
 from bgnn_sim.geometry.generators import HopperSpec, hopper
 from bgnn_sim.geometry.mesh import save_mesh
 from bgnn_sim.io.hdf5 import TrajectoryFile
-from bgnn_sim.models.lamslide.autoencoder import (
-    Autoencoder,
-    AutoencoderConfig,
-    denormalise_positions,
-    normalise_positions,
-)
+from bgnn_sim.models.lamslide.autoencoder import Autoencoder, AutoencoderConfig
 from bgnn_sim.models.lamslide.dynamics import (
     DynamicsConfig,
     LatentDynamics,
@@ -30,6 +25,7 @@ from bgnn_sim.models.lamslide.ids import FactorisedIds, identity_swap_rate
 from bgnn_sim.training.lamslide import (
     AutoencoderTraining,
     DynamicsTraining,
+    autoencoder_from,
     autoencoder_loss,
     lamslide_from_checkpoint,
     train_autoencoder,
@@ -43,14 +39,15 @@ TINY = AutoencoderConfig(width=64, latents=32, heads=4, encoder_blocks=1, freque
 
 @pytest.fixture(scope="module")
 def frame():
-    """The first frame of the LIGGGHTS hopper fixture: normalised positions, types, active."""
+    """Two frames 5 ms apart of the LIGGGHTS hopper fixture's discharge: positions (m) at the
+    anchor frame and 5 frames later, types, which particles are in both, the scene box."""
     run = liggghts_hopper_run()
-    active = torch.from_numpy(run.active[0])
-    positions = torch.from_numpy(run.positions[0]).float()
-    live = positions[active]
+    anchors, positions = (torch.from_numpy(run.positions[k]) for k in (-6, -1))
+    active = torch.from_numpy(run.active[-6] & run.active[-1])
+    live = anchors[active].float()
     bounds = torch.stack([live.min(dim=0).values, live.max(dim=0).values])
     types = torch.from_numpy(run.types.astype(np.int64)) - 1
-    return normalise_positions(positions, bounds), types, active, bounds
+    return positions, anchors, types, active, bounds
 
 
 def test_factorised_ids_are_distinct_and_decode_exactly_for_20k_particles():
@@ -75,61 +72,65 @@ def test_swap_rate_counts_exchanged_particles():
 
 def test_tiny_autoencoder_overfits_a_real_frame_without_swapping_identities(frame):
     torch.manual_seed(0)
-    x, types, active, bounds = frame
+    x, anchors, types, active, bounds = frame
+    assert ((x - anchors)[active].norm(dim=1) > 0.5 * 0.004).sum() > 20  # the particles flow
     model = Autoencoder(TINY)
     codes = model.ids.draw(len(x), torch.Generator().manual_seed(0))
+
+    def decoded():
+        latents = model.encode(x, anchors, types, codes, active, bounds)
+        return model.decode(latents, anchors[active], codes[active], bounds).positions
+
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(300):
-        decoded = model.decode(model.encode(x, types, codes, active), codes[active])
-        loss = ((decoded.positions - x[active]) ** 2).sum(dim=1).mean()
+        loss = (((decoded() - x[active]) / 0.004) ** 2).sum(dim=1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        decoded = model.decode(model.encode(x, types, codes, active), codes[active])
-    metres = denormalise_positions(decoded.positions, bounds)
-    truth = denormalise_positions(x[active], bounds)
-    error = (metres - truth).norm(dim=1)
-    assert identity_swap_rate(metres, truth) == 0.0
-    assert error.mean() < 0.1 * 0.004  # a tenth of a particle diameter
+        positions = decoded()
+    assert identity_swap_rate(positions, x[active]) == 0.0
+    assert (positions - x[active]).norm(dim=1).mean() < 0.1 * 0.004  # a tenth of a diameter
 
 
 def test_inactive_particles_are_not_encoded_and_decoding_is_chunked(frame):
     torch.manual_seed(1)
-    x, types, active, _ = frame
+    x, anchors, types, active, bounds = frame
     active = active.clone()
     active[::3] = False  # particles gone through a sink
     model = Autoencoder(TINY).eval()
     codes = model.ids.draw(len(x), torch.Generator().manual_seed(1))
-    moved = x.clone()
-    moved[~active] += 0.5
-    other_types = types.clone()
+    moved, other_anchors, other_types = x.clone(), anchors.clone(), types.clone()
+    moved[~active] += 0.05
+    other_anchors[~active] -= 0.05
     other_types[~active] = 1 - other_types[~active]
     with torch.no_grad():
-        latents = model.encode(x, types, codes, active)
-        assert torch.equal(latents, model.encode(moved, other_types, codes, active))
-        whole = model.decode(latents, codes[active])
-        chunked = model.decode(latents, codes[active], chunk=7)
+        latents = model.encode(x, anchors, types, codes, active, bounds)
+        assert torch.equal(latents, model.encode(moved, other_anchors, other_types, codes,
+                                                 active, bounds))  # fmt: skip
+        whole = model.decode(latents, anchors[active], codes[active], bounds)
+        chunked = model.decode(latents, anchors[active], codes[active], bounds, chunk=7)
     assert whole.positions.shape == (int(active.sum()), 3)
     torch.testing.assert_close(chunked.positions, whole.positions)
-    torch.testing.assert_close(chunked.exists, whole.exists)
+    torch.testing.assert_close(chunked.type_logits, whole.type_logits)
 
 
 def latent_frames(frames: int = 24) -> torch.Tensor:
     """[T, L, D] latents of real LIGGGHTS frames (the discharge) from an untrained encoder."""
     torch.manual_seed(2)
     run = liggghts_hopper_run()
-    positions = torch.from_numpy(run.positions).float()
+    positions = torch.from_numpy(run.positions)
     bounds = torch.stack([positions.reshape(-1, 3).min(0).values,
-                          positions.reshape(-1, 3).max(0).values])  # fmt: skip
+                          positions.reshape(-1, 3).max(0).values]).float()  # fmt: skip
     model = Autoencoder(TINY).eval()
     codes = model.ids.draw(run.n_particles, torch.Generator().manual_seed(2))
     types = torch.from_numpy(run.types.astype(np.int64)) - 1
     start = len(run.time) - frames
+    anchors = positions[start]
     with torch.no_grad():
         return torch.stack([
-            model.encode(normalise_positions(positions[k], bounds), types, codes,
-                         torch.from_numpy(run.active[k]))
+            model.encode(positions[k], anchors, types, codes, torch.from_numpy(run.active[k]),
+                         bounds)
             for k in range(start, len(run.time))
         ])  # fmt: skip
 
@@ -174,26 +175,27 @@ def test_flow_matching_loss_decreases_and_sampling_is_seeded():
 
 
 def test_autoencoder_stage_trains_on_a_dataset_and_resumes(tiny_dataset, tmp_path):
-    settings = AutoencoderTraining(model=TINY, steps=40, lr=2e-3, checkpoint_every=20)
-    frames = WindowDataset(tiny_dataset, "train", 1)
-    radius = float(frames.manifest["material"]["radius"])
+    settings = AutoencoderTraining(model=TINY, steps=40, lr=2e-3, checkpoint_every=20,
+                                   stride=3, reach=4)  # fmt: skip
+    windows = WindowDataset(tiny_dataset, "train", 5, stride=3)
+    diameter = 2 * float(windows.manifest["material"]["radius"])
 
     def loss_of(model) -> float:
+        """Mean loss over windows spread over the runs (the later ones in the discharge)."""
+        generator = torch.Generator().manual_seed(9)
+        picks = np.linspace(0, len(windows) - 1, 12).round().astype(int)
         with torch.no_grad():
-            loss, _ = autoencoder_loss(
-                model, frames[0], radius, 4.0, torch.Generator().manual_seed(9)
-            )
-        return float(loss)
+            return float(np.mean([autoencoder_loss(model, windows[int(k)], 4.0, generator)[0]
+                                  for k in picks]))  # fmt: skip
 
     torch.manual_seed(0)
-    untrained = loss_of(Autoencoder(TINY))
+    untrained = loss_of(Autoencoder(dataclasses.replace(TINY, displacement_unit=diameter)))
     figures = train_autoencoder(tiny_dataset, tmp_path / "ae", settings)
-    assert set(figures) == {"error_diameters", "swap_rate"}
-    payload = torch.load(tmp_path / "ae" / "autoencoder.pt", weights_only=True)
-    assert payload["step"] == 40
-    model = Autoencoder(TINY)
-    model.load_state_dict(payload["model"])
-    assert loss_of(model) < 0.5 * untrained
+    assert set(figures) == {"error_diameters", "swap_rate", "moved_diameters"}
+    model, stage1 = autoencoder_from(tmp_path / "ae" / "autoencoder.pt")
+    assert stage1.steps == 40 and stage1.stride == 3 and stage1.reach == 4
+    assert model.config.displacement_unit == diameter
+    assert loss_of(model) < 0.8 * untrained  # an untrained decoder reads "no motion"
 
     longer = dataclasses.replace(settings, steps=50)
     steps = []
@@ -243,7 +245,8 @@ def tiny_lamslide(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_lamslide")
     torch.manual_seed(0)
     model = AutoencoderConfig(width=32, latents=16, encoder_blocks=1, frequencies=6)
-    train_autoencoder(tiny_dataset, out, AutoencoderTraining(model=model, steps=300, lr=2e-3))
+    stage1 = AutoencoderTraining(model=model, steps=300, lr=2e-3, stride=2, reach=6)
+    train_autoencoder(tiny_dataset, out, stage1)
     latent = DynamicsConfig(width=32, blocks=1, context=3, future=4, sampling_steps=2)
     dynamics = DynamicsTraining(model=latent, steps=200, lr=1e-3)
     train_dynamics(tiny_dataset, out, out / "autoencoder.pt", dynamics)
@@ -253,8 +256,8 @@ def tiny_lamslide(tiny_dataset, tmp_path_factory):
 def test_lamslide_backend_generates_seeded_windows_of_every_particle(tiny_lamslide, tiny_dataset):
     init = sorted((tiny_dataset / "trajectories").glob("*.h5"))[0]
     with TrajectoryFile(init) as source:
-        scene = scene_from_trajectory(source)
-        state = state_from_trajectory(source, 10, 2)
+        scene = scene_from_trajectory(source, frame_dt=0.002)  # the model steps 2 frames
+        state = state_from_trajectory(source, 10, 2, stride=2)
     windows = []
     for seed in (3, 3, 4):
         backend, _ = lamslide_from_checkpoint(tiny_lamslide, seed)
@@ -269,14 +272,14 @@ def test_simulate_runs_with_a_lamslide_model(run_cli, tiny_lamslide, tmp_path):
     mesh = tmp_path / "hopper.stl"
     save_mesh(hopper(HopperSpec(outlet=0.022, top=0.042, bin_height=0.01)), mesh)
     out = tmp_path / "run"
-    code, _, stderr = run_cli("simulate", mesh, "--model", tiny_lamslide, "--particles", "60",
-                              "--duration", "0.005", "--out", out)  # fmt: skip
+    code, _, stderr = run_cli("simulate", mesh, "--backend", "lamslide", "--model", tiny_lamslide,
+                              "--particles", "60", "--duration", "0.01", "--out", out)  # fmt: skip
     assert code == 0, stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames"] == 5 and summary["particles"] == 60
+    assert summary["frames"] == 5 and summary["particles"] == 60  # 2 ms frames
 
     args = ("simulate", mesh, "--model", tiny_lamslide, "--particles", "60", "--duration",
-            "0.005", "--samples", "3", "--out", out, "--force")  # fmt: skip
+            "0.01", "--samples", "3", "--out", out, "--force")  # fmt: skip
     code, _, stderr = run_cli(*args)
     assert code == 0, stderr
     assert not (out / "trajectory.h5").exists()
@@ -292,4 +295,15 @@ def test_samples_need_a_lamslide_model(run_cli, tiny_hopper_model, tmp_path):
     code, _, stderr = run_cli("simulate", mesh, "--model", tiny_hopper_model, "--samples", "2",
                               "--out", tmp_path / "run")  # fmt: skip
     assert code == 1 and "--samples needs a LaM-SLidE model" in stderr
+    code, _, stderr = run_cli("simulate", mesh, "--model", tiny_hopper_model, "--backend",
+                              "lamslide", "--out", tmp_path / "run")  # fmt: skip
+    assert code == 1 and "is a bgnn model" in stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_backend_lamslide_without_a_shipped_model_names_the_way_out(run_cli, tmp_path):
+    mesh = tmp_path / "hopper.stl"
+    save_mesh(hopper(HopperSpec(outlet=0.022, top=0.042, bin_height=0.01)), mesh)
+    code, _, stderr = run_cli("simulate", mesh, "--backend", "lamslide", "--out", tmp_path / "r")
+    assert code == 1 and "no lamslide model is shipped for a hopper" in stderr
+    assert "--model" in stderr and not (tmp_path / "r").exists()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
+from bgnn_sim.dem.config import Timing
 from bgnn_sim.engine.rollout import Backend, WindowBackend, rollout_to_file
-from bgnn_sim.engine.state import scene_from_trajectory, state_from_trajectory
+from bgnn_sim.engine.state import frame_stride, scene_from_trajectory, state_from_trajectory
 from bgnn_sim.io.outputs import check_writable
 from bgnn_sim.io.sources import open_source
 from bgnn_sim.models.simulator import BGNNSimulator
@@ -27,9 +28,11 @@ def simulator_from_checkpoint(checkpoint: Checkpoint, device: str = "auto") -> B
 
 @dataclass
 class TrainedModel:
-    """A checkpoint ready to roll out: the engine backend, what it was trained on (`data`:
-    material, timing, kinds, scenarios), its training steps and the device it runs on."""
+    """A checkpoint ready to roll out: its method ("bgnn" or "lamslide"), the engine backend,
+    what it was trained on (`data`: material, timing, kinds, scenarios), its training steps and
+    the device it runs on."""
 
+    method: str
     backend: Backend | WindowBackend
     data: dict
     step: int
@@ -44,11 +47,12 @@ def load_model(path: str | Path, device: str = "auto", seed: int = 0) -> Trained
     payload = read_payload(path)  # read once, then told apart
     if isinstance(payload, dict) and payload.get("format") == lamslide.DYNAMICS_FORMAT:
         backend = lamslide.lamslide_from_payload(payload, str(path), seed)
-        return TrainedModel(backend, payload["data"], payload["step"], torch.device("cpu"))
+        return TrainedModel("lamslide", backend, payload["data"], payload["step"],
+                            torch.device("cpu"))  # fmt: skip
     trained = checkpoint_from_payload(payload, path)
     backend = simulator_from_checkpoint(trained, device)
     return TrainedModel(
-        backend, trained.data, trained.step, next(backend.model.parameters()).device
+        "bgnn", backend, trained.data, trained.step, next(backend.model.parameters()).device
     )
 
 
@@ -67,9 +71,11 @@ def rollout_session(
     check_writable(Path(output), force)
     trained = load_model(checkpoint, device)
     simulator = trained.backend
-    source = open_source(init, mesh=mesh, dem_dt=trained.data["timing"]["dem_dt"])
-    state = state_from_trajectory(source, start, simulator.history)
-    scene = scene_from_trajectory(source)
+    timing = Timing(**trained.data["timing"])
+    source = open_source(init, mesh=mesh, dem_dt=timing.dem_dt)
+    stride = frame_stride(source, timing.frame_dt)
+    state = state_from_trajectory(source, start, simulator.history, stride=stride)
+    scene = scene_from_trajectory(source, timing.frame_dt)
     state = state.to(trained.device)
     attrs = {key: source.attrs[key] for key in SCENE_ATTRS if key in source.attrs}
     attrs |= {"source": "bgnn rollout", "checkpoint": str(checkpoint), "init": str(init)}

@@ -87,18 +87,24 @@ class ParticleState:
 
 
 def state_from_trajectory(
-    trajectory: TrajectoryFile | Trajectory, frame: int, history: int, dtype=torch.float64
+    trajectory: TrajectoryFile | Trajectory,
+    frame: int,
+    history: int,
+    dtype=torch.float64,
+    stride: int = 1,
 ) -> ParticleState:
     """The state at `frame` of a trajectory (file or in memory) with `history` velocities
-    behind it. Only particles present in all of frames frame-history .. frame are active.
+    behind it, taken every `stride` frames (a model that steps several recorded frames). Only
+    particles present in all of those frames are active.
     """
     frame %= trajectory.n_frames
-    if frame < history:
+    first = frame - history * stride
+    if first < 0:
         raise BgnnError(
-            f"a rollout needs {history + 1} frames of history; the initial trajectory has "
-            f"only {frame + 1} up to frame {frame}"
+            f"a rollout needs {history * stride + 1} frames of history; the initial trajectory "
+            f"has only {frame + 1} up to frame {frame}"
         )
-    window = trajectory.read(frame - history, frame + 1)
+    window = trajectory.read(first, frame + 1, stride)
     active = window.active.all(axis=0)
     return ParticleState(
         ids=torch.from_numpy(window.ids.astype(np.int64)),
@@ -110,12 +116,33 @@ def state_from_trajectory(
     )
 
 
-def scene_from_trajectory(trajectory: TrajectoryFile | Trajectory) -> Scene:
-    """The scene a trajectory was recorded in: its walls, frame step and, for a hopper, the sink
-    below the outlet (`sink_z`, or `sink_depth` below a generated hopper's outlet at z = 0)."""
+def frame_stride(trajectory: TrajectoryFile | Trajectory, frame_dt: float) -> int:
+    """Recorded frames per model frame of `frame_dt` seconds; BgnnError unless the model's frame
+    is a whole number of the trajectory's."""
+    recorded = _recorded_frame_dt(trajectory)
+    stride = round(frame_dt / recorded)
+    if stride < 1 or abs(stride * recorded - frame_dt) > 1e-3 * frame_dt:
+        raise BgnnError(
+            f"the initial trajectory has a frame every {recorded:.6g} s; the model steps "
+            f"{frame_dt:.6g} s, which is not a whole number of those frames"
+        )
+    return stride
+
+
+def _recorded_frame_dt(trajectory: TrajectoryFile | Trajectory) -> float:
     if trajectory.n_frames < 2:
         raise BgnnError("the initial trajectory needs two frames or more (the frame step)")
-    frame_dt = float(np.median(np.diff(trajectory.time)))
+    return float(np.median(np.diff(trajectory.time)))
+
+
+def scene_from_trajectory(
+    trajectory: TrajectoryFile | Trajectory, frame_dt: float | None = None
+) -> Scene:
+    """The scene a trajectory was recorded in: its walls, the frame step (its own unless a
+    model's `frame_dt` is given) and, for a hopper, the sink below the outlet (`sink_z`, or
+    `sink_depth` below a generated hopper's outlet at z = 0)."""
+    recorded = _recorded_frame_dt(trajectory)
+    frame_dt = recorded if frame_dt is None else frame_dt
     scenario = trajectory.attrs.get("scenario", {})
     sink_z = scenario.get("sink_z", -scenario["sink_depth"] if "sink_depth" in scenario else None)
     sinks = [] if sink_z is None else [Sink(sink_z)]

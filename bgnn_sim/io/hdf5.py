@@ -231,10 +231,10 @@ class TrajectoryFile:
             velocities,
         )
 
-    def read(self, start: int = 0, stop: int | None = None) -> Trajectory:
-        """Frames [start, stop) in memory as a Trajectory (all of them by default)."""
+    def read(self, start: int = 0, stop: int | None = None, step: int = 1) -> Trajectory:
+        """Frames [start, stop) (every `step`-th) in memory as a Trajectory (all by default)."""
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
-        span = slice(start, stop)
+        span = slice(start, stop, step)
         return Trajectory(
             time=self.time[span].copy(),
             positions=self._frames["positions"][span],

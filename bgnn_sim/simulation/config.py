@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bgnn_sim.errors import ConfigError
+from bgnn_sim.pretrained import BACKENDS
 
 # A drum turns this fast unless told (training range 10-40 rpm), for this long by default.
 DEFAULT_RPM = 30.0
@@ -41,7 +42,8 @@ class SimulationConfig:
         axis: a drum's axis ("x", "y", "z"; default inferred).
         duration: simulated seconds (default: a hopper until empty, at most open_at + 1.5 s;
             a drum 1 s).
-        model: checkpoint (default the shipped model for the container kind).
+        model: checkpoint (default the shipped model of `backend` for the container kind).
+        backend: "bgnn" or "lamslide"; None: the model file's, else BGNN.
         device: "auto", "cpu" or "cuda".
         seed: draw of the fill.
         vtk_every: write every k-th frame to the ParaView series.
@@ -61,6 +63,7 @@ class SimulationConfig:
     axis: str | None = None
     duration: float | None = None
     model: Path | None = None
+    backend: str | None = None
     device: str = "auto"
     seed: int = 0
     vtk_every: int = 10
@@ -72,6 +75,8 @@ class SimulationConfig:
             raise ConfigError("give --particles or --fill-height, not both")
         if self.fill not in FILLS:
             raise ConfigError(f"fill must be one of {FILLS}, not {self.fill!r}")
+        if self.backend not in (None, *BACKENDS):
+            raise ConfigError(f"backend must be one of {BACKENDS}, not {self.backend!r}")
         if self.init is not None and (self.particles or self.fill_height):
             raise ConfigError("--init brings its own particles: drop --particles/--fill-height")
         for name in ("scale", "rpm", "vtk_every", "samples"):

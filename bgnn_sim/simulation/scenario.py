@@ -14,7 +14,13 @@ import trimesh
 
 from bgnn_sim.dem.config import Material, Timing
 from bgnn_sim.dem.settle import settle_with_liggghts
-from bgnn_sim.engine.state import ParticleState, Scene, Sink, state_from_trajectory
+from bgnn_sim.engine.state import (
+    ParticleState,
+    Scene,
+    Sink,
+    frame_stride,
+    state_from_trajectory,
+)
 from bgnn_sim.geometry.container import AXES, Container, closed_solid, merged_mesh
 from bgnn_sim.geometry.fill import fill_container, particles_below, volume_below
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
@@ -91,7 +97,8 @@ def initial_state(
     material, timing = Material(**data["material"]), Timing(**data["timing"])
     if config.init is not None:
         source = open_source(config.init, dem_dt=timing.dem_dt)
-        return state_from_trajectory(source, -1, history)
+        stride = frame_stride(source, timing.frame_dt)
+        return state_from_trajectory(source, -1, history, stride=stride)
     radius = material.radius
     solid = closed_solid(container)
     n = fill_count(container, solid, config, radius)

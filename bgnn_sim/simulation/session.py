@@ -72,9 +72,12 @@ def simulate(
     container = inspect_container(load_walls(config.mesh, config.scale), config.axis)
     say(f"{config.mesh}: {container.describe()}")
     say(_plan(container, config))
-    model_path = config.model or pretrained_model(container.kind)
+    model_path = config.model or pretrained_model(container.kind, config.backend or "bgnn")
     trained = load_model(model_path, config.device, config.seed)
-    if config.samples > 1 and not hasattr(trained.backend, "reseed"):
+    if config.backend not in (None, trained.method):
+        raise ConfigError(f"--backend {config.backend}, but {model_path} is a {trained.method} "
+                          "model")  # fmt: skip
+    if config.samples > 1 and trained.method != "lamslide":
         raise ConfigError("--samples needs a LaM-SLidE model: BGNN rollouts are deterministic")
     frame_dt = Timing(**trained.data["timing"]).frame_dt
     radius = float(trained.data["material"]["radius"])
@@ -84,7 +87,7 @@ def simulate(
     fill_seconds = time.perf_counter() - started
     n_particles = int(state.active.sum())
     # The resolved settings reproduce the run: the fill's count and the model actually used.
-    config = replace(config, model=Path(model_path))
+    config = replace(config, model=Path(model_path), backend=trained.method)
     if config.init is None:
         config = replace(config, particles=n_particles, fill_height=None)
     origin = f"from {config.init}" if config.init else f"filled in {fill_seconds:.1f} s"

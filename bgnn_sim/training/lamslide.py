@@ -1,18 +1,23 @@
 """LaM-SLidE training: stage 1, the autoencoder; stage 2, the latent dynamics.
 
-Stage 1 trains the autoencoder on single frames of a LIGGGHTS dataset. Every step reads one
-random frame, draws fresh identifiers for its particles (so identifiers never stand for places),
-encodes, decodes by identifier and scores the reconstruction:
+The model steps `stride` dataset frames at a time (set in stage 1, inherited by stage 2).
 
-    loss = |x' - x|^2 (normalised positions) + (|x'_i - x'_j| - |x_i - x_j|)^2 over neighbour
-           pairs (within `neighbour_radii` particle radii) + 0.1 cross-entropy of the types
+Stage 1 trains the autoencoder on pairs of frames of a LIGGGHTS dataset: an anchor frame and a
+target frame 1 to `reach` model frames after it (pairs in both directions did not learn within
+600 steps where these did). Every step draws fresh identifiers
+(so identifiers never stand for places), encodes the target from the anchors, decodes at the
+anchors and scores the reconstruction, in particle diameters:
+
+    loss = |x' - x|^2 + (|x'_i - x'_j| - |x_i - x_j|)^2 over neighbour pairs (within
+           `neighbour_radii` particle radii) + 0.1 cross-entropy of the types
 
 The neighbour term replaces LaM-SLidE's all-pairs distance loss, which is quadratic in the
 particle count.
 
-Stage 2 freezes that autoencoder, encodes windows of context + future frames (the same fresh
-identifiers in every frame of a window) and trains the flow-matching dynamics on the latents,
-conditioned on the walls' state per frame and the container's triangles.
+Stage 2 freezes that autoencoder, encodes windows of context + future frames from the first
+frame's positions (the same fresh identifiers in every frame of a window) and trains the
+flow-matching dynamics on the latents, conditioned on the walls' state per frame and the
+container's triangles.
 
 Both stages resume exactly from their checkpoint (weights, optimiser, step; random draws are
 keyed by the step).
@@ -36,9 +41,6 @@ from bgnn_sim.io.outputs import write_atomically
 from bgnn_sim.models.lamslide.autoencoder import (
     Autoencoder,
     AutoencoderConfig,
-    denormalise_positions,
-    normalise_positions,
-    normalised_length,
     scene_bounds,
 )
 from bgnn_sim.models.lamslide.dynamics import (
@@ -74,6 +76,8 @@ class AutoencoderTraining(StageTraining):
 
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     neighbour_radii: float = 4.0
+    stride: int = 5
+    reach: int = 11
 
 
 @dataclass(frozen=True)
@@ -98,33 +102,36 @@ def load_stage_settings(stage: str, path: str | Path | None, steps: int | None):
 
 
 def autoencoder_loss(
-    model: Autoencoder, frame: Window, radius: float, neighbour_radii: float, generator
+    model: Autoencoder, window: Window, neighbour_radii: float, generator
 ) -> tuple[torch.Tensor, dict]:
-    """The stage-1 loss of one frame (a Window of length 1) and its reconstruction figures:
-    mean error in particle diameters and the identity-swap rate."""
-    bounds = scene_bounds(frame.walls)
-    x = normalise_positions(frame.positions[0].float(), bounds)
-    types = frame.types - 1
-    codes = model.ids.draw(len(x), generator)
-    everyone = torch.ones(len(x), dtype=torch.bool)
-    decoded = model.decode(model.encode(x, types, codes, everyone), codes)
-    position = ((decoded.positions - x) ** 2).sum(dim=1).mean()
-    cutoff = normalised_length(neighbour_radii * radius, bounds)
-    pairs = torch.from_numpy(cKDTree(x.detach().numpy()).query_pairs(cutoff, output_type="ndarray"))
+    """The stage-1 loss of a window's first frame (the anchors) and one random later frame, and
+    its reconstruction figures: mean error in particle diameters, the identity-swap rate and, for
+    scale, how far the particles moved between the two frames (diameters)."""
+    target = int(torch.randint(1, len(window.positions), (), generator=generator))
+    anchors, truth = window.positions[0], window.positions[target]
+    bounds = scene_bounds(window.walls)
+    types = window.types - 1
+    codes = model.ids.draw(len(truth), generator)
+    everyone = torch.ones(len(truth), dtype=torch.bool)
+    latents = model.encode(truth, anchors, types, codes, everyone, bounds)
+    decoded = model.decode(latents, anchors, codes, bounds)
+    unit = model.config.displacement_unit
+    miss = (decoded.positions - truth) / unit
+    position = (miss**2).sum(dim=1).mean()
+    pairs = cKDTree(truth.numpy()).query_pairs(neighbour_radii * unit / 2, output_type="ndarray")
     distance = torch.zeros(())
     if len(pairs):
-        i, j = pairs.long().T
-        true = (x[i] - x[j]).norm(dim=1)
+        i, j = torch.from_numpy(pairs).long().T
+        true = (truth[i] - truth[j]).norm(dim=1)
         ours = (decoded.positions[i] - decoded.positions[j]).norm(dim=1)
-        distance = ((ours - true) ** 2).mean()
+        distance = (((ours - true) / unit) ** 2).mean()
     kinds = torch.nn.functional.cross_entropy(decoded.type_logits, types)
-    metres = denormalise_positions(decoded.positions.detach(), bounds)
-    truth = frame.positions[0].float()
     figures = {
-        "error_diameters": float((metres - truth).norm(dim=1).mean() / (2 * radius)),
-        "swap_rate": identity_swap_rate(metres, truth),
+        "error_diameters": float(miss.detach().norm(dim=1).mean()),
+        "swap_rate": identity_swap_rate(decoded.positions.detach(), truth),
+        "moved_diameters": float(((truth - anchors) / unit).norm(dim=1).mean()),
     }
-    return position + distance + 0.1 * kinds, figures
+    return (position + distance).float() + 0.1 * kinds, figures
 
 
 def train_autoencoder(
@@ -134,17 +141,21 @@ def train_autoencoder(
     resume: bool = False,
     on_step: Callable[[int, float], None] | None = None,
 ) -> dict:
-    """Train (or resume) stage 1 into out_dir/autoencoder.pt; returns the test-split figures."""
-    frames = WindowDataset(dataset_dir, "train", 1)
-    radius = float(frames.manifest["material"]["radius"])
+    """Train (or resume) stage 1 into out_dir/autoencoder.pt; returns the test-split figures.
+    The displacement unit is set to the dataset's particle diameter."""
+    windows = WindowDataset(dataset_dir, "train", settings.reach + 1, settings.stride)
+    diameter = 2 * float(windows.manifest["material"]["radius"])
+    settings = dataclasses.replace(
+        settings, model=dataclasses.replace(settings.model, displacement_unit=diameter)
+    )
     model = Autoencoder(settings.model)
 
     def loss_of(generator) -> torch.Tensor:
-        frame = frames[int(torch.randint(len(frames), (), generator=generator))]
-        return autoencoder_loss(model, frame, radius, settings.neighbour_radii, generator)[0]
+        window = windows[int(torch.randint(len(windows), (), generator=generator))]
+        return autoencoder_loss(model, window, settings.neighbour_radii, generator)[0]
 
     _optimise(model, loss_of, Path(out_dir) / CHECKPOINT, FORMAT, settings, resume, on_step)
-    return evaluate_autoencoder(model, dataset_dir, "test", radius)
+    return evaluate_autoencoder(model, dataset_dir, "test", settings)
 
 
 def train_dynamics(
@@ -157,12 +168,16 @@ def train_dynamics(
 ) -> float:
     """Train (or resume) stage 2 into out_dir/dynamics.pt with a frozen stage-1 autoencoder;
     returns the last loss. The checkpoint embeds the autoencoder, so it alone rolls out."""
-    autoencoder = autoencoder_from(autoencoder_path)
+    autoencoder, stage1 = autoencoder_from(autoencoder_path)
     config = settings.model
     if config.width != autoencoder.config.width:
         raise BgnnError(f"dynamics width {config.width} differs from the autoencoder's "
                         f"{autoencoder.config.width}")  # fmt: skip
-    windows = WindowDataset(dataset_dir, "train", config.context + config.future)
+    length = config.context + config.future
+    if length - 1 > stage1.reach:
+        raise BgnnError(f"a window of {length} frames reaches {length - 1} frames past its "
+                        f"first; the autoencoder was trained to reach {stage1.reach}")  # fmt: skip
+    windows = WindowDataset(dataset_dir, "train", length, stage1.stride)
     model = LatentDynamics(config)
 
     def loss_of(generator) -> torch.Tensor:
@@ -173,7 +188,8 @@ def train_dynamics(
 
     embedded = {"autoencoder": autoencoder.state_dict(),
                 "autoencoder_settings": dataclasses.asdict(autoencoder.config),
-                "data": training_description(dataset_dir, windows.manifest)}  # fmt: skip
+                "data": _coarse(training_description(dataset_dir, windows.manifest),
+                                stage1.stride)}  # fmt: skip
     path = Path(out_dir) / DYNAMICS_CHECKPOINT
     return _optimise(model, loss_of, path, DYNAMICS_FORMAT, settings, resume, on_step, embedded)
 
@@ -199,30 +215,35 @@ def _optimise(model, loss_of, path: Path, kind: str, settings: StageTraining, re
     return loss.item()
 
 
+def _coarse(data: dict, stride: int) -> dict:
+    """A training-data description whose frame is `stride` dataset frames (the model's step)."""
+    timing = data["timing"]
+    return {**data, "timing": {**timing, "steps_per_frame": timing["steps_per_frame"] * stride}}
+
+
 def encode_window(autoencoder: Autoencoder, window: Window, generator):
-    """Latents [T, L, D] of a window's frames (one draw of identifiers for all of them), its
-    wall state [T, WALL_STATE] and its geometry tokens' inputs [G, 7]."""
+    """Latents [T, L, D] of a window's frames, each read at the particles' positions in the first
+    frame (one draw of identifiers for all of them), its wall state [T, WALL_STATE] and its
+    geometry tokens' inputs [G, 7]."""
     bounds = scene_bounds(window.walls)
-    codes = autoencoder.ids.draw(window.positions.shape[1], generator)
+    anchors = window.positions[0]
+    codes = autoencoder.ids.draw(len(anchors), generator)
     everyone = torch.ones(len(codes), dtype=torch.bool)
+    types = window.types - 1
     with torch.no_grad():
-        latents = torch.stack([
-            autoencoder.encode(normalise_positions(frame.float(), bounds), window.types - 1,
-                               codes, everyone)
-            for frame in window.positions
-        ])  # fmt: skip
+        latents = torch.stack([autoencoder.encode(frame, anchors, types, codes, everyone, bounds)
+                               for frame in window.positions])  # fmt: skip
     return latents, wall_state(window.walls, window.time), geometry_of(window.walls, bounds)
 
 
-def evaluate_autoencoder(model: Autoencoder, dataset_dir: Path, split: str, radius: float,
-                         frames: int = 10) -> dict:  # fmt: skip
-    """Mean reconstruction error (diameters) and swap rate over frames spread over a split."""
-    windows = WindowDataset(dataset_dir, split, 1)
-    picks = np.linspace(0, len(windows) - 1, min(frames, len(windows))).round().astype(int)
+def evaluate_autoencoder(model: Autoencoder, dataset_dir: Path, split: str,
+                         settings: AutoencoderTraining, windows: int = 20) -> dict:  # fmt: skip
+    """Mean reconstruction figures (see autoencoder_loss) over windows spread over a split."""
+    dataset = WindowDataset(dataset_dir, split, settings.reach + 1, settings.stride)
+    picks = np.linspace(0, len(dataset) - 1, min(windows, len(dataset))).round().astype(int)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        figures = [autoencoder_loss(model, windows[int(k)], radius, 0.0, generator)[1]
-                   for k in picks]  # fmt: skip
+        figures = [autoencoder_loss(model, dataset[int(k)], 0.0, generator)[1] for k in picks]
     return {key: float(np.mean([f[key] for f in figures])) for key in figures[0]}
 
 
@@ -242,13 +263,15 @@ def load_stage(path: Path, kind: str = FORMAT) -> dict:
     return payload
 
 
-def autoencoder_from(path: Path) -> Autoencoder:
-    """The trained stage-1 autoencoder of a checkpoint, frozen."""
+def autoencoder_from(path: Path) -> tuple[Autoencoder, AutoencoderTraining]:
+    """The trained stage-1 autoencoder of a checkpoint, frozen, and its training settings."""
     payload = load_stage(Path(path))
-    config = typed(AutoencoderConfig, payload["settings"]["model"], str(path))
+    settings = dict(payload["settings"])
+    config = typed(AutoencoderConfig, settings.pop("model"), str(path))
     model = Autoencoder(config)
     model.load_state_dict(payload["model"])
-    return model.eval().requires_grad_(False)
+    stage1 = typed(AutoencoderTraining, {**settings, "model": config}, str(path))
+    return model.eval().requires_grad_(False), stage1
 
 
 def _resume(path: Path, model, optimizer, kind: str = FORMAT) -> int:

@@ -2,7 +2,8 @@
 
 A window of H+2 frames is the position history x_{t-H} .. x_t of the particles present in the
 whole window plus the next position x_{t+1}, the target of one step; longer windows serve
-pushforward training (the model first rolls out a few frames of its own).
+pushforward training (the model first rolls out a few frames of its own). A stride s takes every
+s-th frame: a model that steps s dataset frames at a time (LaM-SLidE).
 """
 
 from __future__ import annotations
@@ -45,18 +46,20 @@ class WindowDataset(torch.utils.data.Dataset):
         dataset_dir: folder written by `bgnn generate`.
         split: "train", "valid" or "test".
         length: L, frames per window (H + 2 for one step of a model with H velocities).
+        stride: dataset frames from one window frame to the next.
     """
 
-    def __init__(self, dataset_dir: str | Path, split: str, length: int) -> None:
+    def __init__(self, dataset_dir: str | Path, split: str, length: int, stride: int = 1) -> None:
         self.root = Path(dataset_dir)
         self.manifest = read_manifest(self.root)
-        self.length = length
+        self.length, self.stride = length, stride
+        self.span = (length - 1) * stride + 1  # dataset frames a window covers
         self.runs = [r for r in self.manifest["runs"] if r["split"] == split]
         # (run position, first frame) of every window that fits in its run.
         self.index = [
             (k, start)
             for k, run in enumerate(self.runs)
-            for start in range(run["n_frames"] - length + 1)
+            for start in range(run["n_frames"] - self.span + 1)
         ]
         self._files: dict[int, TrajectoryFile] = {}
 
@@ -72,7 +75,7 @@ class WindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Window:
         k, start = self.index[i]
         traj = self.trajectory(k)
-        window = traj.read(start, start + self.length)
+        window = traj.read(start, start + self.span, self.stride)
         present = window.active.all(axis=0)
         return Window(
             positions=torch.from_numpy(window.positions[:, present]),

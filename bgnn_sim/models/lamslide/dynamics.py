@@ -45,8 +45,8 @@ class DynamicsConfig:
     width: int = 128
     heads: int = 4
     blocks: int = 4
-    context: int = 8
-    future: int = 12
+    context: int = 4
+    future: int = 8
     wall_state: int = WALL_STATE
     sampling_steps: int = 10
 

@@ -1,5 +1,6 @@
 """LaM-SLidE as a windowed rollout backend: encode the last frames, sample the latents of the
-next ones with the flow-matching dynamics, decode every particle by its identifier."""
+next ones with the flow-matching dynamics, decode every particle by its identifier at its
+position in the first frame of the window."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ import torch
 from torch import Tensor
 
 from bgnn_sim.engine.state import ParticleState, Scene
-from bgnn_sim.models.lamslide.autoencoder import (
-    Autoencoder,
-    denormalise_positions,
-    normalise_positions,
-    scene_bounds,
-)
+from bgnn_sim.models.lamslide.autoencoder import Autoencoder, scene_bounds
 from bgnn_sim.models.lamslide.dynamics import (
     LatentDynamics,
     geometry_of,
@@ -44,17 +40,15 @@ class LamSlideSimulator:
         bounds = scene_bounds(scene.walls)
         if self.codes is None or len(self.codes) != len(state.ids):
             self.codes = self.autoencoder.ids.draw(len(state.ids), self.generator)
-        types = state.types - 1
+        frames = state.history[-config.context :]
+        types, anchors = state.types - 1, frames[0]  # every frame is read from the first
         context = torch.stack([
-            self.autoencoder.encode(normalise_positions(frame.float(), bounds), types,
-                                    self.codes, state.active)
-            for frame in state.history[-config.context :]
+            self.autoencoder.encode(frame, anchors, types, self.codes, state.active, bounds)
+            for frame in frames
         ])  # fmt: skip
         offsets = torch.arange(1 - config.context, config.future + 1, dtype=torch.float64)
         walls = wall_state(scene.walls, state.time + scene.frame_dt * offsets)
         future = sample_future(self.dynamics, context, walls, geometry_of(scene.walls, bounds),
                                (config.future, *context.shape[1:]), self.generator)  # fmt: skip
-        return torch.stack([
-            denormalise_positions(self.autoencoder.decode(latents, self.codes).positions, bounds)
-            for latents in future
-        ]).double()  # fmt: skip
+        return torch.stack([self.autoencoder.decode(latents, anchors, self.codes, bounds).positions
+                            for latents in future])  # fmt: skip
