@@ -27,6 +27,7 @@ from bgnn_sim.training.lamslide import (
     DynamicsTraining,
     autoencoder_from,
     autoencoder_loss,
+    export_dynamics,
     lamslide_from_checkpoint,
     train_autoencoder,
     train_dynamics,
@@ -266,6 +267,20 @@ def test_lamslide_backend_generates_seeded_windows_of_every_particle(tiny_lamsli
     assert windows[0].shape == (4, len(state.ids), 3) and torch.isfinite(windows[0]).all()
     assert torch.equal(windows[0], windows[1])
     assert not torch.equal(windows[0], windows[2])
+
+
+def test_an_exported_model_rolls_out_the_same_without_its_optimiser(
+    tiny_lamslide, tiny_dataset, tmp_path
+):
+    export_dynamics(tiny_lamslide, tmp_path / "shipped.pt")
+    assert "optimizer" not in torch.load(tmp_path / "shipped.pt", weights_only=True)
+    init = sorted((tiny_dataset / "trajectories").glob("*.h5"))[0]
+    with TrajectoryFile(init) as source:
+        scene = scene_from_trajectory(source, frame_dt=0.002)
+        state = state_from_trajectory(source, 10, 2, stride=2)
+    windows = [lamslide_from_checkpoint(path, seed=3)[0].window(scene, state)
+               for path in (tiny_lamslide, tmp_path / "shipped.pt")]  # fmt: skip
+    assert torch.equal(*windows)
 
 
 def test_simulate_runs_with_a_lamslide_model(run_cli, tiny_lamslide, tmp_path):

@@ -62,10 +62,12 @@ DYNAMICS_FORMAT = "bgnn-sim-lamslide-dynamics"
 
 @dataclass(frozen=True)
 class StageTraining:
-    """What both stages share: Adam steps at a fixed rate, checkpoints, the seed of the draws."""
+    """What both stages share: Adam steps at a rate decaying exponentially from `lr` to
+    `lr_final`, checkpoints, the seed of the draws."""
 
     steps: int = 20_000
     lr: float = 3e-4
+    lr_final: float = 3e-5
     checkpoint_every: int = 250
     seed: int = 0
 
@@ -196,13 +198,15 @@ def train_dynamics(
 
 def _optimise(model, loss_of, path: Path, kind: str, settings: StageTraining, resume: bool,
               on_step, extra: dict | None = None) -> float:  # fmt: skip
-    """The loop both stages share: Adam on `loss_of(generator)` up to settings.steps, the draws
-    keyed by the step (exact resume), checkpoints every `checkpoint_every` steps and at the end.
+    """The loop both stages share: Adam on `loss_of(generator)` up to settings.steps with the
+    decaying rate, the draws keyed by the step (exact resume), checkpoints every `checkpoint_every` steps and at the end.
     Returns the last loss."""
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     step = _resume(path, model, optimizer, kind) if resume else 0
     loss = torch.tensor(float("nan"))
     while step < settings.steps:
+        for group in optimizer.param_groups:  # set every step: resuming keeps the schedule
+            group["lr"] = settings.lr * (settings.lr_final / settings.lr) ** (step / settings.steps)
         loss = loss_of(torch.Generator().manual_seed(settings.seed * 1_000_003 + step))
         optimizer.zero_grad()
         loss.backward()
@@ -261,6 +265,13 @@ def load_stage(path: Path, kind: str = FORMAT) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != kind:
         raise BgnnError(f"{path}: not a LaM-SLidE {kind.rsplit('-', 1)[-1]} checkpoint")
     return payload
+
+
+def export_dynamics(source: str | Path, target: str | Path) -> None:
+    """Copy a stage-2 checkpoint without its optimiser state: the file a model is shipped as."""
+    payload = load_stage(Path(source), DYNAMICS_FORMAT)
+    shipped = {key: value for key, value in payload.items() if key != "optimizer"}
+    write_atomically(Path(target), lambda tmp: torch.save(shipped, tmp), force=True)
 
 
 def autoencoder_from(path: Path) -> tuple[Autoencoder, AutoencoderTraining]:
