@@ -199,8 +199,8 @@ def train_dynamics(
 def _optimise(model, loss_of, path: Path, kind: str, settings: StageTraining, resume: bool,
               on_step, extra: dict | None = None) -> float:  # fmt: skip
     """The loop both stages share: Adam on `loss_of(generator)` up to settings.steps with the
-    decaying rate, the draws keyed by the step (exact resume), checkpoints every `checkpoint_every` steps and at the end.
-    Returns the last loss."""
+    decaying rate, the draws keyed by the step (exact resume), checkpoints every
+    `checkpoint_every` steps and at the end. Returns the last loss."""
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     step = _resume(path, model, optimizer, kind) if resume else 0
     loss = torch.tensor(float("nan"))
