@@ -283,6 +283,20 @@ def test_an_exported_model_rolls_out_the_same_without_its_optimiser(
     assert torch.equal(*windows)
 
 
+def test_rollout_command_steps_a_lamslide_model_at_its_stride(run_cli, tiny_lamslide, tiny_dataset,
+                                                             tmp_path):  # fmt: skip
+    init = sorted((tiny_dataset / "trajectories").glob("*.h5"))[0]
+    out = tmp_path / "rollout.h5"
+    code, _, stderr = run_cli("rollout", tiny_lamslide, "--init", init, "--start", "30",
+                              "--frames", "8", "-o", out)  # fmt: skip
+    assert code == 0, stderr
+    with TrajectoryFile(out) as rollout, TrajectoryFile(init) as source:
+        assert rollout.n_frames == 2 + 8  # 2 frames of history (at the stride), then 8 new
+        np.testing.assert_allclose(np.diff(rollout.time), 2e-3)  # the model's 2 ms frames
+        history = rollout.read(0, 2).positions, source.read(28, 31, 2).positions
+        np.testing.assert_allclose(*history, rtol=1e-6)
+
+
 def test_simulate_runs_with_a_lamslide_model(run_cli, tiny_lamslide, tmp_path):
     mesh = tmp_path / "hopper.stl"
     save_mesh(hopper(HopperSpec(outlet=0.022, top=0.042, bin_height=0.01)), mesh)
