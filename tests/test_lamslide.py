@@ -237,6 +237,22 @@ def test_dynamics_stage_trains_on_latents_of_a_frozen_autoencoder(run_cli, tiny_
     assert payload["step"] == 2 and "autoencoder" in payload
     code, _, stderr = run_cli(*args, "--autoencoder", tmp_path / "dyn" / "dynamics.pt", "--force")
     assert code == 1 and "not a LaM-SLidE autoencoder checkpoint" in stderr
+    (tmp_path / "far.toml").write_text("[model]\nwidth = 32\ncontext = 6\nfuture = 7\n")
+    far = (
+        "train",
+        tiny_dataset,
+        "--out",
+        tmp_path / "far",
+        *common,
+        "--stage",
+        "dynamics",
+        "--config",
+        tmp_path / "far.toml",
+        "--autoencoder",
+        tmp_path / "ae" / "autoencoder.pt",
+    )
+    code, _, stderr = run_cli(*far)  # fmt: skip
+    assert code == 1 and "the autoencoder was trained to reach 11" in stderr
 
 
 @pytest.fixture(scope="module")
