@@ -3,10 +3,10 @@
 The model steps `stride` dataset frames at a time (set in stage 1, inherited by stage 2).
 
 Stage 1 trains the autoencoder on pairs of frames of a LIGGGHTS dataset: an anchor frame and a
-target frame 1 to `reach` model frames after it (pairs in both directions did not learn within
-600 steps where these did). Every step draws fresh identifiers
-(so identifiers never stand for places), encodes the target from the anchors, decodes at the
-anchors and scores the reconstruction, in particle diameters:
+target frame 1 to `reach` model frames after it (pairs in both directions had not started to
+learn after 600 steps, where these had). Every step draws fresh identifiers (so identifiers
+never stand for places), encodes the target from the anchors, decodes at the anchors and scores
+the reconstruction, in particle diameters:
 
     loss = |x' - x|^2 + (|x'_i - x'_j| - |x_i - x_j|)^2 over neighbour pairs (within
            `neighbour_radii` particle radii) + 0.1 cross-entropy of the types
@@ -120,7 +120,8 @@ def autoencoder_loss(
     unit = model.config.displacement_unit
     miss = (decoded.positions - truth) / unit
     position = (miss**2).sum(dim=1).mean()
-    pairs = cKDTree(truth.numpy()).query_pairs(neighbour_radii * unit / 2, output_type="ndarray")
+    radius = unit / 2  # the unit is the particle diameter
+    pairs = cKDTree(truth.numpy()).query_pairs(neighbour_radii * radius, output_type="ndarray")
     distance = torch.zeros(())
     if len(pairs):
         i, j = torch.from_numpy(pairs).long().T
