@@ -18,7 +18,6 @@ import time
 
 import torch
 
-from bgnn_sim.dem.config import Timing
 from bgnn_sim.dem.scenarios import SETTLED_PACKING
 from bgnn_sim.engine.rollout import rollout
 from bgnn_sim.engine.session import TrainedModel, load_model
@@ -55,7 +54,7 @@ def at_rest(positions: torch.Tensor, history: int, frame_dt: float) -> ParticleS
 def ms_per_frame(trained: TrainedModel, n: int, frames: int) -> tuple[float, float]:
     """Wall ms per frame of a rollout of `frames` frames from a settled bed of n particles, and
     the model's frame step (s)."""
-    frame_dt = Timing(**trained.data["timing"]).frame_dt
+    frame_dt = trained.timing.frame_dt
     scene, positions = drum_scene(n, frame_dt)
     state = at_rest(positions, trained.backend.history, frame_dt)
     # Timing only: a rollout that leaves the drum must not stop the clock.

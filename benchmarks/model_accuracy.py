@@ -19,7 +19,6 @@ import numpy as np
 
 from bgnn_sim.analysis.session import compare_session
 from bgnn_sim.analysis.summary import AnalysisOptions
-from bgnn_sim.dem.config import Timing
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.engine.rollout import DivergenceError
 from bgnn_sim.engine.session import TrainedModel, load_model, rollout_session
@@ -39,7 +38,7 @@ def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
     """Roll out from the reference's first frames (the model reads `history` of its frames
     behind "now"), compare, return the metrics (+ timing). `frames` counts the model's frames."""
     with TrajectoryFile(reference) as run:
-        stride = frame_stride(run, Timing(**trained.data["timing"]).frame_dt)
+        stride = frame_stride(run, trained.timing.frame_dt)
         start = trained.backend.history * stride
         n_frames = (run.n_frames - 1 - start) // stride if frames is None else frames
     out.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,11 @@ class TrainedModel:
     step: int
     device: torch.device
 
+    @property
+    def timing(self) -> Timing:
+        """The DEM step and the model's frame (`timing.frame_dt`, s)."""
+        return Timing(**self.data["timing"])
+
 
 def load_model(path: str | Path, device: str = "auto", seed: int = 0) -> TrainedModel:
     """A BGNN checkpoint or a LaM-SLidE stage-2 checkpoint (told apart by their format tag).
@@ -71,7 +76,7 @@ def rollout_session(
     check_writable(Path(output), force)
     trained = load_model(checkpoint, device)
     simulator = trained.backend
-    timing = Timing(**trained.data["timing"])
+    timing = trained.timing
     source = open_source(init, mesh=mesh, dem_dt=timing.dem_dt)
     stride = frame_stride(source, timing.frame_dt)
     state = state_from_trajectory(source, start, simulator.history, stride=stride)

@@ -25,7 +25,6 @@ from pathlib import Path
 from bgnn_sim.analysis.report import write_analysis_report, write_ensemble_report
 from bgnn_sim.analysis.summary import AnalysisOptions, analyze
 from bgnn_sim.configfile import write_toml
-from bgnn_sim.dem.config import Timing
 from bgnn_sim.engine.rollout import rollout_to_file
 from bgnn_sim.engine.session import load_model
 from bgnn_sim.errors import ConfigError, OutputExistsError
@@ -79,7 +78,7 @@ def simulate(
                           "model")  # fmt: skip
     if config.samples > 1 and trained.method != "lamslide":
         raise ConfigError("--samples needs a LaM-SLidE model: BGNN rollouts are deterministic")
-    frame_dt = Timing(**trained.data["timing"]).frame_dt
+    frame_dt = trained.timing.frame_dt
     radius = float(trained.data["material"]["radius"])
 
     started = time.perf_counter()

@@ -129,10 +129,11 @@ class Autoencoder(nn.Module):
             active: [N] bool; inactive particles (gone through a sink) are not read.
             bounds: [2, 3] the scene box (`scene_bounds`).
         """
+        positions, anchors, types, codes = (x[active] for x in (positions, anchors, types, codes))
         moved = (positions - anchors) / self.config.displacement_unit
         features = torch.cat([self._place(anchors, bounds), moved.float(),
                               self.type_embedding(types)], dim=1)  # fmt: skip
-        tokens = (self.tokenizer(features) + self.token_id(self.ids(codes)))[active]
+        tokens = self.tokenizer(features) + self.token_id(self.ids(codes))
         latents = self.read_particles(self.latent_queries, tokens)
         for block in self.encoder:
             latents = block(latents[None])[0]
