@@ -4,6 +4,8 @@ For every test run: roll the model out from the run's first frames (the settled 
 gate opens, or the drum as it starts to turn) for as long as the LIGGGHTS run lasts (or
 `--frames`), then `bgnn compare` the rollout with the run. Writes each comparison's report under
 `--out`, a `summary.json` with every run's metrics, and prints the table the model cards quote.
+Rollouts run through the wall guard, as `bgnn simulate` does (its corrections per run are in the
+table); `--no-wall-guard` measures the raw model, so a card can show both runs' crossings.
 
     python benchmarks/model_accuracy.py bgnn_sim/pretrained/hopper.pt data/hopper --out eval/hopper
 """
@@ -27,16 +29,18 @@ from bgnn_sim.io.hdf5 import TrajectoryFile
 
 COLUMNS = {
     "hopper": ("discharge_fraction_max_error", "t50_relative_error",
-               "mass_flow_rate_relative_error", "wasserstein_mean_m", "leakage_crossings"),
+               "mass_flow_rate_relative_error", "wasserstein_mean_m", "leakage_crossings",
+               "guard_corrections"),
     "drum": ("mixing_entropy_max_error", "repose_angle_error_deg", "wasserstein_mean_m",
-             "leakage_crossings", "leakage_outside_max"),
+             "leakage_crossings", "leakage_outside_max", "guard_corrections"),
 }  # fmt: skip
 
 
 def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
-                 frames: int | None) -> dict:  # fmt: skip
+                 frames: int | None, wall_guard: bool = True) -> dict:  # fmt: skip
     """Roll out from the reference's first frames (the model reads `history` of its frames
-    behind "now"), compare, return the metrics (+ timing). `frames` counts the model's frames."""
+    behind "now"), compare, return the metrics (+ timing). `frames` counts the model's frames;
+    `wall_guard` False rolls the raw model out (its metrics have no guard_corrections)."""
     with TrajectoryFile(reference) as run:
         stride = frame_stride(run, trained.timing.frame_dt)
         start = trained.backend.history * stride
@@ -45,7 +49,8 @@ def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
     rollout = out / "rollout.h5"
     started = time.perf_counter()
     try:
-        rollout_session(model, str(reference), n_frames, rollout, start=start, force=True)
+        rollout_session(model, str(reference), n_frames, rollout, start=start, force=True,
+                        wall_guard=wall_guard)  # fmt: skip
         diverged = None
     except DivergenceError as exc:  # the frames before the blow-up are kept and compared
         diverged = str(exc)
@@ -53,7 +58,7 @@ def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
     metrics = compare_session(str(rollout), str(reference), out / "report", AnalysisOptions(),
                               dem_dt=2.5e-5, force=True)  # fmt: skip
     return {**metrics, "rollout_frames": n_frames, "rollout_seconds": seconds,
-            "diverged": diverged}  # fmt: skip
+            "wall_guard": wall_guard, "diverged": diverged}  # fmt: skip
 
 
 def main() -> None:
@@ -65,6 +70,9 @@ def main() -> None:
         "--frames", type=int, default=None, help="model frames per rollout (default: the whole run)"
     )
     parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--no-wall-guard", action="store_true", help="roll out the raw model (no wall guard)"
+    )
     args = parser.parse_args()
 
     manifest = read_manifest(args.dataset)
@@ -73,7 +81,8 @@ def main() -> None:
     results = {}
     for name in manifest["splits"][args.split]:
         reference = args.dataset / "trajectories" / f"{name}.h5"
-        results[name] = evaluate_run(args.model, trained, reference, args.out / name, args.frames)
+        results[name] = evaluate_run(args.model, trained, reference, args.out / name, args.frames,
+                                     not args.no_wall_guard)  # fmt: skip
         row = {k: results[name].get(k) for k in COLUMNS[kind]}
         print(name, json.dumps(row), flush=True)
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))

@@ -33,6 +33,8 @@ class Trajectory:
         velocities: [T, N, 3] float32, m/s, when the source provides them (LIGGGHTS does).
         walls: the container's walls and their motion.
         attrs: free metadata (source, DEM step, scenario parameters); JSON-serialisable values.
+        guard_corrections: [T] int, particles the rollout's wall guard moved to make each frame;
+            None where there was no guard (LIGGGHTS data, raw rollouts, older files).
     """
 
     time: np.ndarray
@@ -44,6 +46,7 @@ class Trajectory:
     velocities: np.ndarray | None = None
     walls: list[Wall] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
+    guard_corrections: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_frames, n_particles = self.active.shape
@@ -56,6 +59,8 @@ class Trajectory:
                 raise ValueError(f"{name} {getattr(self, name).shape} != {(n_particles,)}")
         if self.velocities is not None and self.velocities.shape != self.positions.shape:
             raise ValueError(f"velocities {self.velocities.shape} != {self.positions.shape}")
+        if self.guard_corrections is not None and self.guard_corrections.shape != (n_frames,):
+            raise ValueError(f"guard_corrections {self.guard_corrections.shape} != {(n_frames,)}")
 
     @property
     def n_frames(self) -> int:
@@ -69,7 +74,8 @@ class Trajectory:
         """Frames [start, stop), every `step`-th (the in-memory twin of TrajectoryFile.read)."""
         span = slice(start, self.n_frames if stop is None else stop, step)
         velocities = None if self.velocities is None else self.velocities[span]
+        guard = None if self.guard_corrections is None else self.guard_corrections[span]
         return replace(
             self, time=self.time[span], positions=self.positions[span],
-            active=self.active[span], velocities=velocities,
+            active=self.active[span], velocities=velocities, guard_corrections=guard,
         )  # fmt: skip

@@ -16,6 +16,14 @@ Scale = Annotated[
     float, typer.Option(help="Factor applied to mesh coordinates (0.001 for millimetres).")
 ]
 DemDt = Annotated[float, typer.Option(help="LIGGGHTS time step (s): time = step x dt.")]
+NoWallGuard = Annotated[
+    bool,
+    typer.Option(
+        "--no-wall-guard",
+        help="Run the raw model: no wall guard putting particles that cross or touch a wall "
+        "back on their side.",
+    ),
+]
 
 
 class App(typer.Typer):
@@ -246,13 +254,16 @@ def rollout(
     vtk: Annotated[Path | None, typer.Option(help="Also write a ParaView series here.")] = None,
     device: Device = "auto",
     force: Force = False,
+    no_wall_guard: NoWallGuard = False,
 ) -> None:
     """Roll out a trained model from a LIGGGHTS state or a trajectory."""
     from bgnn_cli.progress import progress_bar
     from bgnn_sim.engine.session import rollout_session
 
-    rollout_session(checkpoint, init, frames, output, start, mesh, device, force, progress_bar)
-    typer.echo(f"wrote {output}: {frames} frames")
+    corrections = rollout_session(checkpoint, init, frames, output, start, mesh, device, force,
+                                  progress_bar, wall_guard=not no_wall_guard)  # fmt: skip
+    guarded = "raw model" if corrections is None else f"wall guard: {corrections} corrections"
+    typer.echo(f"wrote {output}: {frames} frames ({guarded})")
     if vtk is not None:
         export(output, vtk, every=1, force=force)
 
@@ -297,6 +308,7 @@ def simulate(
     ] = 1,
     scale: Scale = 1.0,
     force: Force = False,
+    no_wall_guard: NoWallGuard = False,
 ) -> None:
     """Fill a container, simulate the flow with a learned model, write ParaView files + plots."""
     from bgnn_cli.progress import progress_bar
@@ -308,13 +320,15 @@ def simulate(
         particles=particles, fill_height=fill_height, fill=fill.value, init=init,
         open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model,
         backend=backend and backend.value, device=device, seed=seed, vtk_every=vtk_every,
-        samples=samples, force=force,
+        samples=samples, force=force, wall_guard=not no_wall_guard,
     )  # fmt: skip
     result = run_simulation(config, progress_bar, say=typer.echo)
     summary = result.summary
+    corrections = summary["guard_corrections"]
+    guarded = "raw model" if corrections is None else f"wall guard: {corrections} corrections"
     typer.echo(
         f"simulated {summary['simulated_s']:.3f} s ({summary['frames']} frames) at "
-        f"{summary['frames_per_s']:.1f} frames/s on {summary['device']}"
+        f"{summary['frames_per_s']:.1f} frames/s on {summary['device']} ({guarded})"
     )
     _echo_metrics(summary["metrics"])
     typer.echo(f"wrote {result.out}/: open paraview/particles.pvd and paraview/walls.pvd")

@@ -311,6 +311,13 @@ def test_rollout_command_steps_a_lamslide_model_at_its_stride(run_cli, tiny_lams
         np.testing.assert_allclose(np.diff(rollout.time), 2e-3)  # the model's 2 ms frames
         history = rollout.read(0, 2).positions, source.read(28, 31, 2).positions
         np.testing.assert_allclose(*history, rtol=1e-6)
+        assert len(rollout.guard_corrections) == 10  # the wall guard acts on every frame
+    code, stdout, stderr = run_cli("rollout", tiny_lamslide, "--init", init, "--start", "30",
+                                   "--frames", "8", "-o", tmp_path / "raw.h5",
+                                   "--no-wall-guard")  # fmt: skip
+    assert code == 0 and "(raw model)" in stdout, stderr
+    with TrajectoryFile(tmp_path / "raw.h5") as raw:
+        assert raw.guard_corrections is None
 
 
 def test_simulate_runs_with_a_lamslide_model(run_cli, tiny_lamslide, tmp_path):

@@ -53,10 +53,16 @@ def test_simulate_hopper_writes_the_run_folder(
         assert np.all(first.positions[:, 2] > 0)  # the bed rests on the closed gate
         gate = [w for w in traj.walls if w.name == "gate"][0]
         assert gate.present_at(0.0) and not gate.present_at(0.006)
+        corrections = traj.guard_corrections  # the wall guard is on by default
+        assert len(corrections) == traj.n_frames and not corrections[:5].any()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["particles"] == 120 and summary["frames"] == 20
     assert summary["kind"] == "hopper" and summary["frames_per_s"] > 0
     assert "discharged_fraction_final" in summary["metrics"]
+    assert summary["wall_guard"] is True
+    assert summary["guard_corrections"] == summary["metrics"]["guard_corrections"]
+    assert summary["guard_corrections"] == corrections.sum()
+    assert f"wall guard: {corrections.sum()} corrections" in stdout
     config = tomllib.loads((out / "config.toml").read_text())
     assert config["particles"] == 120 and config["model"] == str(tiny_hopper_model)
     walls = (out / "paraview" / "walls.pvd").read_text()
@@ -112,6 +118,24 @@ def test_simulate_keeps_a_previous_run_and_explains_bad_input(
                                   "--out", tmp_path / "bad", *bad)  # fmt: skip
         assert code == 1 and message in stderr, stderr
         assert stderr.count("\n") == 1
+
+
+def test_simulate_without_the_wall_guard_runs_the_raw_model(
+    run_cli, tiny_hopper_model, tiny_hopper_mesh, tmp_path
+):
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        "simulate", tiny_hopper_mesh, "--model", tiny_hopper_model, "--particles", "60",
+        "--duration", "0.003", "--out", out, "--no-wall-guard",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "(raw model)" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["wall_guard"] is False and summary["guard_corrections"] is None
+    assert "guard_corrections" not in summary["metrics"]
+    with TrajectoryFile(out / "trajectory.h5") as traj:
+        assert traj.guard_corrections is None and traj.attrs["wall_guard"] is None
+    assert tomllib.loads((out / "config.toml").read_text())["wall_guard"] is False
 
 
 def test_simulate_warns_outside_the_training_range(run_cli, tiny_hopper_model, tmp_path):

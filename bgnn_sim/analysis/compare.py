@@ -16,6 +16,8 @@ Metrics (all computed over the paired frames; "error" is rollout minus reference
     sinkhorn_mean_m                debiased Sinkhorn divergence at the same frames
     position_error_horizon_m       mean distance between same-id particles `horizon` frames in
     leakage_crossings, leakage_outside_max  of the rollout (reference_... of the reference)
+    guard_corrections              particles the rollout's wall guard moved, over the run (when
+                                   the rollout records them: absent for a raw rollout)
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def compare(
         "position_error_horizon_m": float(errors[min(horizon, len(frames_r) - 1)]),
         **ours.leakage_counts(),
         **theirs.leakage_counts("reference_"),
+        **ours.guard_counts(),
     }
     return Comparison(
         ours, theirs, (frames_r, frames_ref), rollout.time[frames_r], errors,

@@ -185,13 +185,17 @@ def kinetic_energy_figure(series: Series) -> plt.Figure | None:
 
 
 def leakage_figure(series: Series) -> plt.Figure | None:
-    """Cumulative wall crossings (and particles outside a closed container) versus time."""
+    """Cumulative wall crossings (and particles outside a closed container, and the wall
+    guard's corrections of a rollout that records them) versus time."""
 
     def draw(ax):
         for label, a in series.items():
             ax.plot(a.time, np.cumsum(a.leakage.crossings), label=f"{label}: crossed a wall")
             if a.leakage.outside is not None:
                 ax.plot(a.time, a.leakage.outside, ls="--", label=f"{label}: outside")
+            if a.guard_corrections is not None:
+                ax.plot(a.time, np.cumsum(a.guard_corrections), ls=":",
+                        label=f"{label}: wall guard corrections")  # fmt: skip
         ax.set(xlabel="time (s)", ylabel="particles", title="Leakage through walls")
 
     return _figure(draw)

@@ -63,6 +63,8 @@ class Analysis:
         profile, repose: drum velocity profile and dynamic angle of repose.
         kinetic_energy: [T] joules.
         leakage: wall crossings (and particles outside a closed container) per frame.
+        guard_corrections: [T] particles the rollout's wall guard moved per frame; None when
+            the trajectory has no guard record (LIGGGHTS, a raw rollout).
     """
 
     kind: str | None
@@ -76,6 +78,7 @@ class Analysis:
     mixing: MixingCurve | None = None
     profile: VelocityProfile | None = None
     repose: ReposeAngle | None = None
+    guard_corrections: np.ndarray | None = None
 
     def t50(self) -> float:
         """Time (s) from the gate's opening (or the first frame) to half the bed discharged."""
@@ -91,12 +94,19 @@ class Analysis:
             out[f"{prefix}leakage_outside_max"] = self.leakage.peak_outside
         return out
 
+    def guard_counts(self) -> dict[str, int]:
+        """The wall guard's corrections over the run, when the trajectory records them."""
+        if self.guard_corrections is None:
+            return {}
+        return {"guard_corrections": int(self.guard_corrections.sum())}
+
     def scalars(self) -> dict[str, float]:
         """The headline numbers of this trajectory (metrics.json / summary.json)."""
         out = {
             "frames": len(self.time),
             "duration_s": float(self.time[-1] - self.time[0]),
             **self.leakage_counts(),
+            **self.guard_counts(),
         }
         if self.discharge is not None:
             out["discharged_fraction_final"] = float(self.discharge.fraction[-1])
@@ -131,6 +141,7 @@ def analyze(traj: Trajectory, options: AnalysisOptions | None = None) -> Analysi
         time=traj.time,
         kinetic_energy=kinetic_energy(traj, options.density),
         leakage=leakage_report(traj),
+        guard_corrections=traj.guard_corrections,
         **parts,
     )
 

@@ -1,9 +1,10 @@
-"""The rollout loop: backend -> positions -> sinks -> checks -> output.
+"""The rollout loop: backend -> positions -> wall guard -> sinks -> checks -> output.
 
 A per-frame backend (BGNN) plugs in through `Backend.acceleration`, integrated by semi-implicit
 Euler; a windowed backend (LaM-SLidE) through `WindowBackend.window`, which returns the
 positions of several frames at once. The engine owns everything else, so a "cheating" backend
-that returns the true accelerations reproduces the data exactly.
+that returns the true accelerations reproduces the data exactly (the wall guard, on by default,
+never touches a physical state: see bgnn_sim/engine/guard.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD, WallGuard, guarded_advance
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.io.hdf5 import TrajectoryWriter
@@ -61,23 +63,39 @@ def integrate(state: ParticleState, acceleration: Tensor) -> Tensor:
     return positions
 
 
-def step(backend: Backend, scene: Scene, state: ParticleState) -> ParticleState:
+def step(
+    backend: Backend, scene: Scene, state: ParticleState, guard: WallGuard | None = None
+) -> ParticleState:
     """Advance one frame. Particles found in a sink leave first, so they are absent from the
-    new frame (as LIGGGHTS's `delete_atoms` between dumps does)."""
+    new frame (as LIGGGHTS's `delete_atoms` between dumps does); the guard, if any, then
+    checks the new frame against the walls."""
     state = leave_sinks(scene, state)
     acceleration = backend.acceleration(scene, state)
-    return state.advanced(integrate(state, acceleration), scene.frame_dt)
+    return advance(scene, state, integrate(state, acceleration), guard)
 
 
-def window_steps(backend: WindowBackend, scene: Scene, state: ParticleState) -> list[ParticleState]:
-    """The states of the frames of one window; the sinks act before each frame, as in step."""
+def window_steps(
+    backend: WindowBackend, scene: Scene, state: ParticleState, guard: WallGuard | None = None
+) -> list[ParticleState]:
+    """The states of the frames of one window; the sinks and the guard act on each frame, as in
+    step. A guarded frame is the start of the next one: the window's later frames are checked
+    against the corrected positions, so a particle the model keeps outside is caught again."""
     states = []
     for positions in backend.window(scene, state):
         state = leave_sinks(scene, state)
         moved = torch.where(state.active[:, None], positions.to(state.history), state.positions)
-        state = state.advanced(moved, scene.frame_dt)
+        state = advance(scene, state, moved, guard)
         states.append(state)
     return states
+
+
+def advance(
+    scene: Scene, state: ParticleState, positions: Tensor, guard: WallGuard | None
+) -> ParticleState:
+    """The state one frame later at `positions` [N, 3], through the wall guard when given."""
+    if guard is None:
+        return state.advanced(positions, scene.frame_dt)
+    return guarded_advance(guard, scene, state, positions)
 
 
 def leave_sinks(scene: Scene, state: ParticleState) -> ParticleState:
@@ -88,11 +106,16 @@ def leave_sinks(scene: Scene, state: ParticleState) -> ParticleState:
     return replace(state, active=active)
 
 
-def successive_states(backend, scene: Scene, state: ParticleState) -> Iterator[ParticleState]:
+def successive_states(
+    backend, scene: Scene, state: ParticleState, guard: WallGuard | None = None
+) -> Iterator[ParticleState]:
     """The states of the following frames, one by one, from either kind of backend."""
     windowed = hasattr(backend, "window")
     while True:
-        states = window_steps(backend, scene, state) if windowed else [step(backend, scene, state)]
+        if windowed:
+            states = window_steps(backend, scene, state, guard)
+        else:
+            states = [step(backend, scene, state, guard)]
         yield from states
         state = states[-1]
 
@@ -118,14 +141,17 @@ def rollout(
     on_frame: Callable[[ParticleState], None] | None = None,
     max_speed: float = MAX_SPEED_MS,
     until: Callable[[ParticleState], bool] | None = None,
+    wall_guard: WallGuard | None = DEFAULT_WALL_GUARD,
 ) -> ParticleState:
     """Roll `state` forward `n_frames` frames, streaming each to `writer`; returns the last.
 
     Stops early after a frame for which `until(state)` is true (a hopper that has emptied).
-    Raises DivergenceError (after writing every good frame) when the rollout blows up.
+    Raises DivergenceError (after writing every good frame) when the rollout blows up. The wall
+    guard (default: on, gap half a radius) corrects particles that cross or touch a wall and
+    each frame records how many (`guard_corrections`); None runs the raw model.
     """
     with torch.no_grad():
-        frames = successive_states(backend, scene, state)
+        frames = successive_states(backend, scene, state, wall_guard)
         for _ in range(n_frames):
             state = next(frames)
             check_finite(state, scene.frame_dt, max_speed)
@@ -139,12 +165,13 @@ def rollout(
 
 
 def write_frame(writer: TrajectoryWriter, state: ParticleState, frame_dt: float) -> None:
-    """Append the state's current frame (velocities in m/s)."""
+    """Append the state's current frame (velocities in m/s, the guard's corrections)."""
     writer.append(
         state.time,
         state.positions.double().cpu().numpy(),
         state.active.cpu().numpy(),
         (state.velocity / frame_dt).float().cpu().numpy(),
+        guard_corrections=state.guard_corrections,
     )
 
 
@@ -158,23 +185,27 @@ def rollout_to_file(
     force: bool = False,
     on_frame: Callable[[ParticleState], None] | None = None,
     until: Callable[[ParticleState], bool] | None = None,
+    wall_guard: WallGuard | None = DEFAULT_WALL_GUARD,
 ) -> ParticleState:
     """Roll out and stream to a trajectory file that starts with the state's history frames.
 
     The file is marked complete only when every frame was written; a diverging rollout keeps
-    the frames before the blow-up (marked incomplete) and raises DivergenceError.
+    the frames before the blow-up (marked incomplete) and raises DivergenceError. With a wall
+    guard the file holds its corrections per frame (0 for the history frames) and its settings
+    in the metadata (`wall_guard`, null without one).
     """
     ids, types, radius = (t.cpu().numpy() for t in (state.ids, state.types, state.radius))
+    attrs = {**(attrs or {}), "wall_guard": wall_guard.describe() if wall_guard else None}
     with TrajectoryWriter(path, ids, types, radius, scene.walls, attrs, force=force) as writer:
         _write_history(writer, state, scene.frame_dt)
-        return rollout(backend, scene, state, n_frames, writer, on_frame, until=until)
+        return rollout(backend, scene, state, n_frames, writer, on_frame, until=until,
+                       wall_guard=wall_guard)  # fmt: skip
 
 
 def _write_history(writer: TrajectoryWriter, state: ParticleState, frame_dt: float) -> None:
     """The initial frames, so that the output is a complete trajectory from its start."""
     rows = len(state.history)
     for k in range(1, rows):  # the first row has no velocity behind it: start at the second
-        past = replace(
-            state, history=state.history[: k + 1], time=state.time - (rows - 1 - k) * frame_dt
-        )
+        time = state.time - (rows - 1 - k) * frame_dt
+        past = replace(state, history=state.history[: k + 1], time=time, guard_corrections=None)
         write_frame(writer, past, frame_dt)

@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from bgnn_sim.dem.config import Timing
+from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD
 from bgnn_sim.engine.rollout import Backend, WindowBackend, rollout_to_file
 from bgnn_sim.engine.state import frame_stride, scene_from_trajectory, state_from_trajectory
+from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.io.outputs import check_writable
 from bgnn_sim.io.sources import open_source
 from bgnn_sim.models.simulator import BGNNSimulator
@@ -71,8 +73,11 @@ def rollout_session(
     device: str = "auto",
     force: bool = False,
     progress=None,
-) -> None:
-    """Roll a trained model out from frame `start` of `init` into `output` (see bgnn rollout)."""
+    wall_guard: bool = True,
+) -> int | None:
+    """Roll a trained model out from frame `start` of `init` into `output` (see bgnn rollout);
+    returns the wall guard's corrections over the run (None with `wall_guard` off: the raw
+    model)."""
     check_writable(Path(output), force)
     trained = load_model(checkpoint, device)
     simulator = trained.backend
@@ -84,9 +89,14 @@ def rollout_session(
     state = state.to(trained.device)
     attrs = {key: source.attrs[key] for key in SCENE_ATTRS if key in source.attrs}
     attrs |= {"source": "bgnn rollout", "checkpoint": str(checkpoint), "init": str(init)}
+    guard = DEFAULT_WALL_GUARD if wall_guard else None
     if progress is None:
-        rollout_to_file(simulator, scene, state, frames, output, attrs, force)
-        return
-    with progress(frames, "rollout") as advance:
-        rollout_to_file(simulator, scene, state, frames, output, attrs, force,
-                        on_frame=lambda s: advance(f"{int(s.active.sum())} particles"))  # fmt: skip
+        rollout_to_file(simulator, scene, state, frames, output, attrs, force, wall_guard=guard)
+    else:
+        with progress(frames, "rollout") as advance:
+            rollout_to_file(simulator, scene, state, frames, output, attrs, force,
+                            on_frame=lambda s: advance(f"{int(s.active.sum())} particles"),
+                            wall_guard=guard)  # fmt: skip
+    with TrajectoryFile(output) as written:
+        corrections = written.guard_corrections
+    return None if corrections is None else int(corrections.sum())

@@ -51,6 +51,8 @@ class ParticleState:
         history: [H+1, N, 3] positions (m), oldest first; the last row is "now".
         active: [N] bool, particles still in the simulation.
         time: s, time of the last row of `history`.
+        guard_corrections: particles the wall guard moved to make the last row; None when the
+            guard did not act on it (no guard, or a row from the initial state).
     """
 
     ids: Tensor
@@ -59,6 +61,7 @@ class ParticleState:
     history: Tensor
     active: Tensor
     time: float
+    guard_corrections: int | None = None
 
     @property
     def positions(self) -> Tensor:
@@ -71,9 +74,9 @@ class ParticleState:
         return self.history[-1] - self.history[-2]
 
     def advanced(self, positions: Tensor, frame_dt: float) -> ParticleState:
-        """The state one frame later with `positions` [N, 3] as the new last row."""
+        """The state one frame later with `positions` [N, 3] as the new last row (not guarded)."""
         history = torch.cat([self.history[1:], positions[None]])
-        return replace(self, history=history, time=self.time + frame_dt)
+        return replace(self, history=history, time=self.time + frame_dt, guard_corrections=None)
 
     def to(self, device: torch.device | str) -> ParticleState:
         return replace(

@@ -12,6 +12,9 @@ Schema (format "bgnn-sim-trajectory", version 1):
     /frames/positions      [T, N, 3] float64, metres, one chunk per frame, gzip + shuffle
     /frames/active         [T, N] bool
     /frames/velocities     [T, N, 3] float32, m/s (optional)
+    /frames/guard_corrections  [T] int32, particles the rollout's wall guard moved to make each
+                           frame (optional: only rollouts with the guard on; 0 for the frames
+                           it did not make, such as the initial history)
     /walls/<k>/vertices    [V, 3] float64, /walls/<k>/faces [F, 3] int64;
                            attrs: name, motion (JSON), removed_at (absent = never removed)
 
@@ -38,6 +41,7 @@ TRAJECTORY_SUFFIXES = (".h5", ".hdf5")
 FORMAT = "bgnn-sim-trajectory"
 VERSION = 1
 _FRAME_DATASETS = ("positions", "active", "velocities")
+GUARD_CORRECTIONS = "guard_corrections"
 
 
 class TrajectoryWriter:
@@ -111,8 +115,11 @@ class TrajectoryWriter:
         positions: np.ndarray,
         active: np.ndarray,
         velocities: np.ndarray | None = None,
+        guard_corrections: int | None = None,
     ) -> None:
-        """Write one frame: positions [N, 3], active [N], velocities [N, 3] (if enabled)."""
+        """Write one frame: positions [N, 3], active [N], velocities [N, 3] (if enabled), and
+        the wall guard's corrections (the dataset appears with the first frame that has them;
+        the frames before it, and later frames without them, read 0)."""
         if not time > self._last_time:
             raise ValueError(f"frame time {time} does not follow {self._last_time}")
         positions = np.where(active[:, None], positions, 0.0)
@@ -126,12 +133,22 @@ class TrajectoryWriter:
                     raise ValueError(f"{name} missing for a trajectory that stores them")
                 frames[name].resize(self.n_frames + 1, axis=0)
                 frames[name][self.n_frames] = values[name]
+        if guard_corrections is not None or GUARD_CORRECTIONS in frames:
+            self._append_guard_corrections(guard_corrections or 0)
         # Time last: its length is what readers trust as the number of finished frames.
         frames["time"].resize(self.n_frames + 1, axis=0)
         frames["time"][self.n_frames] = time
         self._file.flush()
         self.n_frames += 1
         self._last_time = time
+
+    def _append_guard_corrections(self, count: int) -> None:
+        frames = self._file["frames"]
+        if GUARD_CORRECTIONS not in frames:
+            frames.create_dataset(GUARD_CORRECTIONS, data=np.zeros(self.n_frames, np.int32),
+                                  maxshape=(None,), chunks=(1024,))  # fmt: skip
+        frames[GUARD_CORRECTIONS].resize(self.n_frames + 1, axis=0)
+        frames[GUARD_CORRECTIONS][self.n_frames] = count
 
     def close(self, complete: bool = True) -> None:
         if self._file.id.valid:
@@ -153,7 +170,9 @@ def write_trajectory(path: str | Path, trajectory: Trajectory, force: bool = Fal
     ) as writer:
         for t in range(tr.n_frames):
             velocities = None if tr.velocities is None else tr.velocities[t]
-            writer.append(float(tr.time[t]), tr.positions[t], tr.active[t], velocities)
+            corrections = None if tr.guard_corrections is None else int(tr.guard_corrections[t])
+            writer.append(float(tr.time[t]), tr.positions[t], tr.active[t], velocities,
+                          corrections)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -202,6 +221,10 @@ class TrajectoryFile:
         lengths = [len(frames[name]) for name in _FRAME_DATASETS if name in frames]
         self.n_frames = min(len(time), *lengths)
         self.time = time[: self.n_frames]
+        # Optional, written before time: at least as long as time in a file killed mid-frame.
+        self.guard_corrections: np.ndarray | None = (
+            frames[GUARD_CORRECTIONS][: self.n_frames] if GUARD_CORRECTIONS in frames else None
+        )
         particles = self._file["particles"]
         self.ids = particles["ids"][:]
         self.types = particles["types"][:]
@@ -245,7 +268,9 @@ class TrajectoryFile:
             velocities=self._frames["velocities"][span] if self.has_velocities else None,
             walls=self.walls,
             attrs=dict(self.attrs),
-        )
+            guard_corrections=None if self.guard_corrections is None
+            else self.guard_corrections[span].copy(),
+        )  # fmt: skip
 
     def close(self) -> None:
         self._file.close()

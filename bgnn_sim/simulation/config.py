@@ -49,6 +49,8 @@ class SimulationConfig:
         vtk_every: write every k-th frame to the ParaView series.
         samples: members of an ensemble (a LaM-SLidE model samples different futures).
         force: replace a previous run folder.
+        wall_guard: keep particles on their side of the walls (bgnn_sim/engine/guard.py, a
+            safety net); False runs the raw model (--no-wall-guard).
     """
 
     mesh: Path
@@ -69,6 +71,7 @@ class SimulationConfig:
     vtk_every: int = 10
     samples: int = 1
     force: bool = False
+    wall_guard: bool = True
 
     def __post_init__(self) -> None:
         if self.particles is not None and self.fill_height is not None:

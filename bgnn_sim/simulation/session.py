@@ -6,7 +6,8 @@ The run folder holds
     paraview/            particles.pvd + walls.pvd and their .vtp files (walls move with time)
     report/              analysis plots (discharge or mixing, energy, leakage) and metrics.json
     snapshot.png         one frame rendered off-screen (a hopper half way, a drum at the end)
-    summary.json         what was inferred and simulated, speed, warnings, key figures
+    summary.json         what was inferred and simulated, speed, warnings, the wall guard's
+                         corrections, key figures
     config.toml          the resolved settings (the particle count and model filled in)
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from bgnn_sim.analysis.report import write_analysis_report, write_ensemble_report
 from bgnn_sim.analysis.summary import AnalysisOptions, analyze
 from bgnn_sim.configfile import write_toml
+from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD
 from bgnn_sim.engine.rollout import rollout_to_file
 from bgnn_sim.engine.session import load_model
 from bgnn_sim.errors import ConfigError, OutputExistsError
@@ -102,7 +104,9 @@ def simulate(
     started = time.perf_counter()
     paths = trajectory_paths(out, config.samples)
     hopper = container.kind == "hopper"
-    last = _roll_out(trained, scene, state, frames, paths, attrs, hopper, config.seed, progress)
+    guard = DEFAULT_WALL_GUARD if config.wall_guard else None
+    last = _roll_out(trained, scene, state, frames, paths, attrs, hopper, config.seed, progress,
+                     guard)  # fmt: skip
     rollout_seconds = time.perf_counter() - started
     done = round((last.time - state.time) / frame_dt)
 
@@ -113,6 +117,7 @@ def simulate(
         "particles": n_particles, "frames": done, "frame_dt_s": frame_dt,
         "simulated_s": done * frame_dt, "fill_s": fill_seconds, "rollout_s": rollout_seconds,
         "frames_per_s": done * len(paths) / rollout_seconds, "samples": len(paths),
+        "wall_guard": config.wall_guard, "guard_corrections": _guard_corrections(paths),
         "warnings": warnings, "metrics": metrics,
     }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -166,9 +171,11 @@ def trajectory_paths(out: Path, samples: int) -> list[Path]:
     return [out / f"trajectory_{k}.h5" for k in range(samples)]
 
 
-def _roll_out(trained, scene, state, frames, paths, attrs, hopper: bool, seed: int, progress):
-    """One rollout per path (the members of an ensemble differ by their seed); a hopper stops
-    once empty. Returns the last state of the last rollout."""
+def _roll_out(trained, scene, state, frames, paths, attrs, hopper: bool, seed: int, progress,
+              guard):  # fmt: skip
+    """One rollout per path (the members of an ensemble differ by their seed), through the wall
+    `guard` (None: the raw model); a hopper stops once empty. Returns the last state of the last
+    rollout."""
     empty = (lambda s: not bool(s.active.any())) if hopper else None
     with progress(frames * len(paths), "simulate") if progress else nullcontext() as advance:
         report = (lambda s: advance(f"{int(s.active.sum())} particles")) if advance else None
@@ -176,8 +183,19 @@ def _roll_out(trained, scene, state, frames, paths, attrs, hopper: bool, seed: i
             if k:  # the next member of the ensemble: fresh identifiers and sampling noise
                 trained.backend.reseed(seed + k)
             last = rollout_to_file(trained.backend, scene, state.to(trained.device), frames,
-                                   path, attrs, on_frame=report, until=empty)  # fmt: skip
+                                   path, attrs, on_frame=report, until=empty,
+                                   wall_guard=guard)  # fmt: skip
     return last
+
+
+def _guard_corrections(paths: list[Path]) -> int | None:
+    """The wall guard's corrections over all the rollouts; None when it was off."""
+    counts = []
+    for path in paths:
+        with TrajectoryFile(path) as trajectory:
+            if trajectory.guard_corrections is not None:
+                counts.append(int(trajectory.guard_corrections.sum()))
+    return sum(counts) if counts else None
 
 
 def _outputs(out: Path, paths: list[Path], container: Container, config: SimulationConfig) -> dict:
