@@ -1,12 +1,16 @@
 """Errors a user can cause (bad file, wrong units, missing binary).
 
-The CLI turns every `BgnnError` into one line on stderr and a non-zero exit code; anything else
-is a bug and keeps its traceback.
+The CLI turns every `BgnnError` into one line on stderr and its `exit_code`; anything else is a
+bug and keeps its traceback. Exit codes: 1 an error in the input or the environment, 2 a usage
+error (the command line itself; click's own, see bgnn_cli.app), 3 a check that ran and failed
+(`bgnn compare --fail-above`).
 """
 
 
 class BgnnError(Exception):
     """Base class for errors caused by the user's input or environment."""
+
+    exit_code = 1
 
 
 class MeshError(BgnnError):
@@ -35,3 +39,13 @@ class DatasetError(BgnnError):
 
 class ConfigError(BgnnError):
     """A configuration file that cannot be read or names unknown settings."""
+
+
+class OutputError(BgnnError):
+    """An output folder or file that cannot be written (missing, read-only, not a folder)."""
+
+
+class LimitExceededError(BgnnError):
+    """`bgnn compare --fail-above`: the comparison ran, and a metric broke its limit."""
+
+    exit_code = 3

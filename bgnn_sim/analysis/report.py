@@ -6,7 +6,6 @@ or an ensemble of rollouts share the same figures.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from functools import partial
@@ -20,11 +19,28 @@ import numpy as np  # noqa: E402
 
 from bgnn_sim.analysis.compare import Comparison  # noqa: E402
 from bgnn_sim.analysis.summary import Analysis  # noqa: E402
-from bgnn_sim.io.outputs import check_writable, write_atomically  # noqa: E402
+from bgnn_sim.errors import OutputError  # noqa: E402
+from bgnn_sim.io.outputs import (  # noqa: E402
+    check_folder_writable,
+    check_writable,
+    strict_json,
+    write_atomically,
+)
 
 Series = dict[str, Analysis]
 ENSEMBLE = "sample"  # label prefix of the members of an ensemble: drawn as a band
 PLOTS = ("discharge", "mixing", "drum", "kinetic_energy", "leakage", "distances")  # file stems
+REPORT_FILES = ("metrics.json", "report.md", *(f"{name}.png" for name in PLOTS))
+
+
+def check_report_dir(out_dir: Path, force: bool) -> None:
+    """Before any work: `out_dir` can be made or written, and holds no report unless `force`."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir} is a file; give a folder for the report")
+    check_folder_writable(out_dir)
+    for name in REPORT_FILES:
+        check_writable(out_dir / name, force)
 
 
 def write_analysis_report(analysis: Analysis, out_dir: Path, title: str, force: bool) -> dict:
@@ -61,10 +77,8 @@ def write_comparison_report(
 
 def _write_report(out_dir, title, series: Series, comparison, metrics, force) -> None:
     out_dir = Path(out_dir)
+    check_report_dir(out_dir, force)  # refuse before writing anything
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = ["metrics.json", "report.md", *(f"{name}.png" for name in PLOTS)]
-    for name in names:  # refuse before writing anything
-        check_writable(out_dir / name, force)
     figures = {
         "discharge": discharge_figure(series),
         "mixing": mixing_figure(series),
@@ -81,7 +95,7 @@ def _write_report(out_dir, title, series: Series, comparison, metrics, force) ->
             )
             plt.close(fig)
             written.append(name)
-    text = json.dumps(_jsonable(metrics), indent=2) + "\n"
+    text = strict_json(metrics)
     write_atomically(out_dir / "metrics.json", lambda tmp: tmp.write_text(text), force)
     markdown = report_markdown(title, metrics, written)
     write_atomically(out_dir / "report.md", lambda tmp: tmp.write_text(markdown), force)
@@ -98,11 +112,6 @@ def _format(value) -> str:
     if isinstance(value, float):
         return "n/a" if math.isnan(value) else f"{value:.4g}"
     return str(value)
-
-
-def _jsonable(metrics: dict) -> dict:
-    """NaN is not JSON: write null."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
 def plot_curves(ax, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:

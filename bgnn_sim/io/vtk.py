@@ -14,10 +14,12 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import pyvista as pv
+from vtkmodules.util.numpy_support import numpy_to_vtk
 
-from bgnn_sim.errors import OutputExistsError
+from bgnn_sim.errors import OutputError, OutputExistsError
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.io.hdf5 import Frame, TrajectoryFile
+from bgnn_sim.io.outputs import check_folder_writable
 
 PARTICLES_PVD = "particles.pvd"
 WALLS_PVD = "walls.pvd"
@@ -63,14 +65,26 @@ def export_vtk(
 def particles_polydata(
     trajectory: TrajectoryFile, frame: Frame, velocities: np.ndarray
 ) -> pv.PolyData:
-    """Active particles of one frame as points with id, type, velocity and radius arrays."""
+    """Active particles of one frame as points with id, type, velocity and radius arrays (none
+    in a frame that every particle has left, the arrays then empty)."""
     active = frame.active
-    cloud = pv.PolyData(np.ascontiguousarray(frame.positions[active]))
-    cloud.point_data["id"] = trajectory.ids[active]
-    cloud.point_data["type"] = trajectory.types[active]
-    cloud.point_data["velocity"] = np.asarray(velocities[active], dtype=np.float32)
-    cloud.point_data["radius"] = trajectory.radius[active]
+    cloud = pv.PolyData(np.ascontiguousarray(frame.positions[active]).reshape(-1, 3))
+    set_point_array(cloud, "id", trajectory.ids[active])
+    set_point_array(cloud, "type", trajectory.types[active])
+    set_point_array(cloud, "velocity", np.asarray(velocities[active], dtype=np.float32))
+    set_point_array(cloud, "radius", trajectory.radius[active])
     return cloud
+
+
+def set_point_array(cloud: pv.PolyData, name: str, values: np.ndarray) -> None:
+    """`cloud.point_data[name] = values`, empty arrays included: pyvista refuses those, VTK
+    keeps them, so every file of a series carries the same arrays for ParaView."""
+    if len(values):
+        cloud.point_data[name] = values
+        return
+    array = numpy_to_vtk(np.ascontiguousarray(values))
+    array.SetName(name)
+    cloud.GetPointData().AddArray(array)
 
 
 def walls_polydata(walls: list[Wall], time: float) -> pv.PolyData:
@@ -101,11 +115,22 @@ def _finite_difference_velocity(trajectory: TrajectoryFile, index: int, frame: F
     return (frame.positions - other.positions) / (frame.time - other.time)
 
 
-def _prepare_dir(out_dir: Path, force: bool) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def check_vtk_dir(out_dir: Path, force: bool) -> list[Path]:
+    """Before any work: `out_dir` can be made or written and holds no series unless `force`;
+    returns the files of the series it holds."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} is a file; give a folder for the ParaView series")
+    check_folder_writable(out_dir)
     existing = [p for pattern in _OUR_FILES for p in out_dir.glob(pattern)]
     if existing and not force:
         raise OutputExistsError(f"{out_dir} already holds a ParaView series; pass --force")
+    return existing
+
+
+def _prepare_dir(out_dir: Path, force: bool) -> None:
+    existing = check_vtk_dir(out_dir, force)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for path in existing:
         path.unlink()
 
