@@ -4,6 +4,8 @@ Formats: text `dump custom` (optionally gzipped; one or many `ITEM: TIMESTEP` bl
 columns in any order) and legacy VTK from `dump custom/vtk` (`*.vtk`: points are positions, point
 arrays hold id, type, radius and `v`). A VTK file does not store its timestep: it is read from
 the last number in the file name, where LIGGGHTS writes the step in place of the dump name's `*`.
+Frames without particles (LIGGGHTS dumps them before the first insertion and after a hopper has
+emptied; a VTK file then holds `POINTS 0`) are frames in which no particle is active.
 Every problem is a `DumpError` whose message names the file and, for text, the line.
 """
 
@@ -73,7 +75,8 @@ def read_dumps(
         False where atom j is absent from frame t (not yet inserted, or deleted by a sink).
 
     Raises:
-        DumpError: no matching file, a malformed or inconsistent dump, or dem_dt <= 0.
+        DumpError: no matching file, a malformed or inconsistent dump, no particle in any
+            frame, or dem_dt <= 0.
     """
     if not dem_dt > 0:
         raise DumpError(f"the DEM time step must be positive seconds, got dem_dt={dem_dt}")
@@ -91,13 +94,18 @@ def read_dumps(
             raise DumpError(
                 f"{after.source}: timestep {after.timestep} appears twice (also {before.source})"
             )
+    occupied = [s for s in snapshots if s.ids.size]
+    if not occupied:
+        frames = "its one frame" if len(snapshots) == 1 else f"any of its {len(snapshots)} frames"
+        raise DumpError(f"{', '.join(patterns)}: no particle in {frames} (dumped before the "
+                        "first insertion?)")  # fmt: skip
     traj = _assemble(snapshots, registry, dem_dt)
     traj.attrs.update(
         source="liggghts",
         dem_dt=float(dem_dt),
         dump_sources=patterns,
-        dump_columns=sorted(set().union(*(s.columns for s in snapshots))),
-        radius_from="column" if "radius" in snapshots[0].columns else "argument",
+        dump_columns=sorted(set().union(*(s.columns for s in occupied))),
+        radius_from="column" if "radius" in occupied[0].columns else "argument",
     )
     return traj
 
@@ -225,6 +233,9 @@ def _read_block(lines: _Lines) -> DumpFrame | None:
     rows = lines.take(n_atoms)
     if len(rows) < n_atoms:
         raise DumpError(f"{lines.here(1)}: file ends after {len(rows)} of {n_atoms} atom rows")
+    if rows and not rows[-1].endswith(b"\n"):  # LIGGGHTS ends every row with one
+        raise DumpError(f"{lines.here()}: file ends inside atom row {n_atoms} (no newline "
+                        "after it: the dump was cut while being written)")  # fmt: skip
     values = _parse_rows(rows, names, f"{lines.path}", first_row)
     columns = {name: values[:, k] for k, name in enumerate(names)}
     return DumpFrame(timestep, columns, source, box, first_row)
@@ -280,9 +291,12 @@ def _read_vtk_frame(path: Path) -> DumpFrame:
     if step is None:
         raise DumpError(f"{path}: no timestep number in the file name (LIGGGHTS puts it at '*')")
     try:
-        mesh = pyvista.read(path)
+        with pyvista.vtk_verbosity("error"):  # not VTK's warning about a file of no points
+            mesh = pyvista.read(path)
     except Exception as exc:  # VTK readers raise many types; all mean an unreadable file
         raise DumpError(f"{path}: cannot read as a VTK file ({exc})") from exc
+    if isinstance(mesh, pyvista.PolyData) and mesh.n_points == 0:  # before insertion: no atom
+        return DumpFrame(int(step.group(1)), {c: np.empty(0) for c in ("id", *"xyz")}, str(path))
     if not isinstance(mesh, pyvista.PolyData) or "id" not in mesh.point_data:
         raise DumpError(f"{path}: not a particle dump of `dump custom/vtk` (no 'id' point array)")
     points = np.asarray(mesh.points, dtype=np.float64).reshape(-1, 3)
@@ -375,9 +389,9 @@ def _snapshot(frame: DumpFrame, radius: float | None, registry: _Registry) -> _S
         raise DumpError(
             f"{frame.row_source(rows[k])}: non-finite position or velocity of atom {ids[k]}"
         )
-    if "radius" not in cols and radius is None:
+    if "radius" not in cols and radius is None and ids.size:
         raise DumpError(f"{frame.source}: no 'radius' column; pass the particle radius (--radius)")
-    radii = cols["radius"][rows] if "radius" in cols else np.full(ids.size, radius)
+    radii = cols["radius"][rows] if "radius" in cols else np.full(ids.size, radius or 0.0)
     types = cols["type"][rows].astype(np.int32) if "type" in cols else np.ones(ids.size, np.int32)
     registry.add(frame, ids, rows, types, radii)
     return _Snapshot(frame.timestep, frame.source, list(cols), ids, positions, velocities)
@@ -399,9 +413,10 @@ def _positions(frame: DumpFrame) -> np.ndarray:
 
 def _assemble(snapshots: list[_Snapshot], registry: _Registry, dem_dt: float) -> Trajectory:
     """Scatter the snapshots (sorted by timestep) into [T, N] arrays over all ids."""
-    with_velocity = [s.velocities is not None for s in snapshots]
+    occupied = [s for s in snapshots if s.ids.size]  # a frame of no atom lacks no column
+    with_velocity = [s.velocities is not None for s in occupied]
     if any(with_velocity) and not all(with_velocity):
-        lacking = snapshots[with_velocity.index(False)]
+        lacking = occupied[with_velocity.index(False)]
         raise DumpError(f"{lacking.source}: no vx vy vz columns, but other frames have them")
     ids = registry.ids[:-1]  # without the sentinel
     n_frames, n_atoms = len(snapshots), ids.size
@@ -412,7 +427,7 @@ def _assemble(snapshots: list[_Snapshot], registry: _Registry, dem_dt: float) ->
         cols = np.searchsorted(ids, snap.ids)
         positions[t, cols] = snap.positions
         active[t, cols] = True
-        if velocities is not None:
+        if velocities is not None and snap.ids.size:
             velocities[t, cols] = snap.velocities
     time = np.array([s.timestep for s in snapshots], dtype=np.float64) * dem_dt
     return Trajectory(
