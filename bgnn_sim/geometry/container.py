@@ -1,8 +1,10 @@
 """What a container mesh is: a hopper (open at the top and at a bottom outlet) or a closed drum.
 
-`inspect_container` reads the boundary loops of the walls: a watertight mesh is a drum (its axis
-from the principal moments of inertia), a mesh with a lowest open loop is a hopper whose outlet
-is that loop. `closed_solid` caps the openings, so that "inside the container" is a question
+`inspect_container` reads the boundary loops of the walls: a mesh with a lowest open loop is a
+hopper whose outlet is that loop; a watertight mesh is a drum when its shape is one, a closed
+surface of revolution about x, y or z (round cross-sections across the axis) with two flat ends
+(discs across it). Other closed meshes (a sphere, a box, a closed chute) are refused, saying
+what was found. `closed_solid` caps the openings, so that "inside the container" is a question
 trimesh can answer for filling it.
 """
 
@@ -17,10 +19,16 @@ from bgnn_sim.errors import MeshError
 from bgnn_sim.geometry.wall import Wall, walls_bounds
 
 AXES = {"x": 0, "y": 1, "z": 2}
-# An axis found from the inertia counts as x, y or z when it is this close (cosine).
-AXIS_ALIGNMENT = 0.9998  # ~1 degree
 # An opening is horizontal when its height varies by less than this fraction of its width.
 FLAT_OPENING = 0.02
+# A drum's cross-section is round when its points' least distance from the axis is at least
+# this fraction of their largest (a regular 10-gon: cos 18 deg = 0.951).
+ROUND_SECTION = 0.95
+# Where the cross-sections are taken, as fractions of the drum's length.
+SECTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
+# A drum's end is flat when its triangles in the end plane cover this fraction of the disc
+# of its rim (a regular 10-gon: 0.935).
+FLAT_END = 0.85
 
 
 @dataclass(frozen=True)
@@ -126,20 +134,60 @@ def closed_solid(container: Container) -> trimesh.Trimesh:
 
 
 def _drum(walls: list[Wall], mesh: trimesh.Trimesh, axis: str | None) -> Container:
-    direction = _symmetry_axis(mesh) if axis is None else np.eye(3)[_axis_index(axis)]
-    aligned = np.abs(direction) >= AXIS_ALIGNMENT
-    if not aligned.any():
-        raise MeshError(
-            f"the drum's axis {np.round(direction, 3).tolist()} is not along x, y or z; "
-            "give --axis x|y|z"
-        )
-    name = "xyz"[int(np.argmax(aligned))]
+    """The drum of a closed mesh, about `axis` or the one coordinate axis its shape fits."""
+    if axis is not None:
+        _axis_index(axis)  # MeshError for a name other than x, y or z
+    candidates = "xyz" if axis is None else axis
+    problems = {name: drum_shape_problem(mesh, AXES[name]) for name in candidates}
+    fitting = [name for name, problem in problems.items() if problem is None]
+    if not fitting:
+        if axis is None:  # say what was found about the axis nearest to fitting
+            rounds = [name for name, problem in problems.items() if problem.startswith("round")]
+            axis = rounds[0] if rounds else "xyz"[int(np.argmax(_symmetry_axis(mesh)))]
+        raise MeshError(f"the closed mesh is not a drum: {problems[axis]}; bgnn simulate takes "
+                        "hoppers (open at the top and at a bottom outlet) and drums (a closed "
+                        "surface of revolution about x, y or z with two flat ends)")  # fmt: skip
+    name = fitting[0]
     k = AXES[name]
     lo, hi = mesh.bounds
     center = (lo + hi) / 2
     radial = np.delete(np.asarray(mesh.vertices) - center, k, axis=1)
     radius = float(np.linalg.norm(radial, axis=1).max())
     return Container("drum", walls, axis=name, center=center, radius=radius, length=hi[k] - lo[k])
+
+
+def drum_shape_problem(mesh: trimesh.Trimesh, k: int) -> str | None:
+    """What keeps a closed mesh from being a drum about coordinate axis `k` (its axis line
+    through the centre of its bounds), or None: a cross-section that is not round, an end that
+    is not flat."""
+    name = "xyz"[k]
+    lo, hi = mesh.bounds
+    center, normal = (lo + hi) / 2, np.eye(3)[k]
+    for fraction in SECTIONS:
+        at = center + (lo[k] + fraction * (hi[k] - lo[k]) - center[k]) * normal
+        segments = trimesh.intersections.mesh_plane(mesh, normal, at)
+        radii = np.linalg.norm(np.delete(segments.reshape(-1, 3) - center, k, axis=1), axis=1)
+        where = f"{name} = {at[k] * 1e3:.1f} mm"
+        if not len(radii):
+            return f"it has no cross-section across {name} at {where}"
+        if radii.min() < ROUND_SECTION * radii.max():
+            spread = f"{radii.min() * 1e3:.1f} to {radii.max() * 1e3:.1f} mm"
+            return f"its cross-section at {where} is not round ({spread} from the axis {name})"
+    for end in (lo[k], hi[k]):
+        if _end_cover(mesh, k, end, center) < FLAT_END:
+            return f"round about {name}, but its end at {name} = {end * 1e3:.1f} mm is not flat"
+    return None
+
+
+def _end_cover(mesh: trimesh.Trimesh, k: int, end: float, center: np.ndarray) -> float:
+    """The fraction of the disc of its rim that the triangles in the plane `x_k = end` cover."""
+    tolerance = 1e-4 * (mesh.bounds[1, k] - mesh.bounds[0, k])
+    in_plane = np.abs(mesh.vertices[:, k] - end) <= tolerance
+    faces = in_plane[mesh.faces].all(axis=1)
+    if not faces.any():
+        return 0.0
+    rim = np.linalg.norm(np.delete(mesh.vertices[in_plane] - center, k, axis=1), axis=1).max()
+    return float(mesh.area_faces[faces].sum() / (np.pi * rim**2))
 
 
 def _symmetry_axis(mesh: trimesh.Trimesh) -> np.ndarray:
@@ -162,7 +210,8 @@ def _hopper(walls: list[Wall], mesh: trimesh.Trimesh, loops: list[np.ndarray]) -
     openings = sorted((_opening(mesh.vertices[loop]) for loop in loops), key=lambda o: o.z)
     outlet, top = openings[0], openings[-1]
     bottom = float(mesh.vertices[:, 2].min())
-    if len(openings) < 2 or outlet.z > bottom + 0.05 * (mesh.extents[2]):
+    flat = mesh.extents[2] <= FLAT_OPENING * mesh.extents.max()  # a plate has no outlet below
+    if len(openings) < 2 or flat or outlet.z > bottom + 0.05 * mesh.extents[2]:
         raise MeshError(
             "the mesh is open but has no outlet at its bottom; bgnn simulate takes hoppers "
             "(open at the top and at a bottom outlet) and closed drums"
