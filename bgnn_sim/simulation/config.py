@@ -36,7 +36,9 @@ class SimulationConfig:
             hopper's height, a quarter of a drum's volume.
         fill: "geometric" (frictionless settling, no DEM needed) or "liggghts" (the geometric
             bed settled further by LIGGGHTS with the model's material).
-        init: start from a LIGGGHTS state instead (dumps or a trajectory .h5; its last frame).
+        init: start from a LIGGGHTS state instead (dumps or a trajectory .h5).
+        start: the frame of `init` to start from: 0 the first, negative counts from the end
+            (-1, the default, is the last); the model's history frames come before it.
         open_at: s after the start at which a hopper's gate opens.
         rpm: a drum's rotation speed.
         axis: a drum's axis ("x", "y", "z"; default inferred).
@@ -60,6 +62,7 @@ class SimulationConfig:
     fill_height: float | None = None
     fill: str = "geometric"
     init: str | None = None
+    start: int = -1
     open_at: float = 0.05
     rpm: float = DEFAULT_RPM
     axis: str | None = None
@@ -80,6 +83,8 @@ class SimulationConfig:
             raise ConfigError(f"fill must be one of {FILLS}, not {self.fill!r}")
         if self.backend not in (None, *BACKENDS):
             raise ConfigError(f"backend must be one of {BACKENDS}, not {self.backend!r}")
+        if self.init is None and self.start != -1:
+            raise ConfigError("--start picks a frame of --init; give --init SRC")
         if self.init is not None and (self.particles or self.fill_height):
             raise ConfigError("--init brings its own particles: drop --particles/--fill-height")
         for name in ("scale", "rpm", "vtk_every", "samples"):

@@ -21,6 +21,7 @@ from bgnn_sim.engine.state import (
     frame_stride,
     state_from_trajectory,
 )
+from bgnn_sim.errors import ConfigError
 from bgnn_sim.geometry.container import AXES, Container, closed_solid, merged_mesh
 from bgnn_sim.geometry.fill import fill_container, particles_below, volume_below
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
@@ -88,17 +89,15 @@ def fill_count(
 def initial_state(
     container: Container, config: SimulationConfig, data: dict, history: int
 ) -> ParticleState:
-    """The particles at rest (a filled bed) or a LIGGGHTS state, with `history` frames behind,
-    the last at time history * frame_dt (the run starts at t = 0).
+    """The particles at rest (a filled bed), with `history` frames behind, the last at time
+    history * frame_dt (the run starts at t = 0); or frame `config.start` of `config.init`.
 
     Args:
         data: the model's training-data description (material and timing).
     """
     material, timing = Material(**data["material"]), Timing(**data["timing"])
     if config.init is not None:
-        source = open_source(config.init, dem_dt=timing.dem_dt)
-        stride = frame_stride(source, timing.frame_dt)
-        return state_from_trajectory(source, -1, history, stride=stride)
+        return state_from_init(config.init, config.start, timing, history)
     radius = material.radius
     solid = closed_solid(container)
     n = fill_count(container, solid, config, radius)
@@ -117,6 +116,28 @@ def initial_state(
         active=torch.ones(n, dtype=torch.bool),
         time=history * timing.frame_dt,
     )
+
+
+def state_from_init(init: str, start: int, timing: Timing, history: int) -> ParticleState:
+    """Frame `start` of a trajectory or LIGGGHTS dumps (negative: from the end) with `history`
+    model frames behind it; ConfigError for a frame out of range or one without a particle
+    present in it and its history (a bed not yet inserted, a hopper already empty)."""
+    source = open_source(init, dem_dt=timing.dem_dt)
+    count = source.n_frames
+    if not -count <= start < count:
+        raise ConfigError(f"--start {start}: {init} has {count} frames (0 to {count - 1}, or "
+                          f"-{count} to -1 from the end)")  # fmt: skip
+    stride = frame_stride(source, timing.frame_dt)
+    state = state_from_trajectory(source, start, history, stride=stride)
+    if not bool(state.active.any()):
+        frame = start % count
+        present = int(source.read(frame, frame + 1).active.sum())
+        found = "holds no particle" if not present else (
+            f"holds {present} particles, none of them present in the {history} model frames "
+            "before it as well")  # fmt: skip
+        raise ConfigError(f"--init {init}: frame {frame} (t = {state.time:.6g} s) {found}; "
+                          "choose a frame with --start F")  # fmt: skip
+    return state
 
 
 def _labels(container: Container, positions: np.ndarray) -> np.ndarray:

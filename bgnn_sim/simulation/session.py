@@ -13,10 +13,7 @@ The run folder holds
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,14 +26,16 @@ from bgnn_sim.configfile import write_toml
 from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD
 from bgnn_sim.engine.rollout import rollout_to_file
 from bgnn_sim.engine.session import load_model
-from bgnn_sim.errors import ConfigError, OutputExistsError
+from bgnn_sim.errors import ConfigError
 from bgnn_sim.geometry.container import Container, inspect_container
 from bgnn_sim.geometry.mesh import load_walls
 from bgnn_sim.io.hdf5 import TrajectoryFile
+from bgnn_sim.io.outputs import strict_json
 from bgnn_sim.io.render import render_frame
 from bgnn_sim.io.vtk import export_vtk
 from bgnn_sim.pretrained import pretrained_model
 from bgnn_sim.simulation.config import SimulationConfig
+from bgnn_sim.simulation.run_folder import SNAPSHOT, SOURCE, TRAJECTORY, clear, previous_run
 from bgnn_sim.simulation.scenario import (
     SINK_DEPTH,
     domain_warnings,
@@ -45,10 +44,6 @@ from bgnn_sim.simulation.scenario import (
     scene_for,
     simulated_seconds,
 )
-
-TRAJECTORY = "trajectory.h5"
-SNAPSHOT = "snapshot.png"
-RUN_OUTPUTS = (TRAJECTORY, "paraview", "report", SNAPSHOT, "summary.json", "config.toml")
 
 
 @dataclass
@@ -69,7 +64,7 @@ def simulate(
         progress: `progress(total, description)`, a context manager yielding `advance(text)`.
         say: receives one-line notes: what was inferred, warnings.
     """
-    previous = _previous_outputs(Path(config.out), config.force)
+    previous = previous_run(Path(config.out), config.force)  # before any work
     container = inspect_container(load_walls(config.mesh, config.scale), config.axis)
     say(f"{config.mesh}: {container.describe()}")
     say(_plan(container, config))
@@ -97,7 +92,7 @@ def simulate(
     for warning in warnings:
         say(f"warning: {warning}")
 
-    out = _clear(Path(config.out), previous)  # only now: a bad mesh or fill keeps the old run
+    out = clear(Path(config.out), previous)  # only now: a bad mesh or fill keeps the old run
     scene = scene_for(container, config, frame_dt)
     frames = math.ceil(simulated_seconds(container, config) / frame_dt)
     attrs = _attrs(container, config, trained.data)
@@ -120,7 +115,7 @@ def simulate(
         "wall_guard": config.wall_guard, "guard_corrections": _guard_corrections(paths),
         "warnings": warnings, "metrics": metrics,
     }  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "summary.json").write_text(strict_json(summary))
     write_toml(out / "config.toml", config.as_table())
     return SimulationResult(out, summary)
 
@@ -133,32 +128,9 @@ def _plan(container: Container, config: SimulationConfig) -> str:
     return f"the drum turns at {config.rpm:g} rpm about {container.axis} (--rotate, --axis)"
 
 
-def _previous_outputs(out: Path, force: bool) -> list[Path]:
-    """A previous run's outputs in the run folder, to be replaced (only with `force`); a folder
-    holding anything else is never touched."""
-    present = list(out.iterdir()) if out.is_dir() else []
-    if any(not _is_run_output(path.name) for path in present):
-        raise OutputExistsError(f"{out} holds other files; give a new or empty folder")
-    if present and not force:
-        raise OutputExistsError(f"{out} holds a previous run; use --force to replace it")
-    return present
-
-
-def _is_run_output(name: str) -> bool:
-    return name in RUN_OUTPUTS or re.fullmatch(r"trajectory_\d+\.h5", name) is not None
-
-
-def _clear(out: Path, previous: list[Path]) -> Path:
-    """Remove the previous outputs and make sure the run folder exists."""
-    for path in previous:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def _attrs(container: Container, config: SimulationConfig, data: dict) -> dict:
     return {
-        "source": "bgnn simulate", "mesh": str(config.mesh), "model": str(config.model),
+        "source": SOURCE, "mesh": str(config.mesh), "model": str(config.model),
         "kind": container.kind, "scenario": scenario_attrs(container, config),
         "material": data["material"], "timing": data["timing"],
     }  # fmt: skip
