@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from bgnn_sim.errors import BgnnError
+from bgnn_cli.app import App
+from bgnn_cli.options import check_device, check_limits
+from bgnn_sim.errors import LimitExceededError
 from bgnn_sim.simulation.config import DEFAULT_RPM
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
@@ -24,17 +26,6 @@ NoWallGuard = Annotated[
         "back on their side.",
     ),
 ]
-
-
-class App(typer.Typer):
-    """A Typer app that turns user errors into one line on stderr and exit code 1."""
-
-    def __call__(self, *args, **kwargs):
-        try:
-            return super().__call__(*args, **kwargs)
-        except BgnnError as exc:
-            typer.echo("error: " + " ".join(str(exc).split()), err=True)
-            raise SystemExit(1) from None
 
 
 app = App(
@@ -78,9 +69,9 @@ def convert(
     from bgnn_sim.geometry.mesh import load_walls
     from bgnn_sim.io.hdf5 import write_trajectory
     from bgnn_sim.io.liggghts import read_dumps
-    from bgnn_sim.io.outputs import check_writable
+    from bgnn_sim.io.outputs import check_output_file
 
-    check_writable(output, force)
+    check_output_file(output, force)
     trajectory = read_dumps(dumps, dem_dt=dem_dt, radius=radius)
     if mesh is not None:
         trajectory.walls = load_walls(mesh, scale)
@@ -100,8 +91,9 @@ def export(
 ) -> None:
     """Write a ParaView series (particles.pvd, walls.pvd and a .vtp per frame)."""
     from bgnn_sim.io.hdf5 import TrajectoryFile
-    from bgnn_sim.io.vtk import export_vtk
+    from bgnn_sim.io.vtk import check_vtk_dir, export_vtk
 
+    check_vtk_dir(vtk, force)
     with TrajectoryFile(trajectory) as traj:
         pvd = export_vtk(traj, vtk, every=every, force=force)
     typer.echo(f"wrote {pvd} and {pvd.with_name('walls.pvd')}: open both in ParaView")
@@ -173,7 +165,10 @@ def generate(
         typer.echo(f"warning: sanity checks failed for {', '.join(failed)} (see manifest.json)")
 
 
-Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+Device = Annotated[
+    str,
+    typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N.", callback=check_device),
+]
 
 
 @app.command()
@@ -259,7 +254,12 @@ def rollout(
     """Roll out a trained model from a LIGGGHTS state or a trajectory."""
     from bgnn_cli.progress import progress_bar
     from bgnn_sim.engine.session import rollout_session
+    from bgnn_sim.io.outputs import check_output_file
+    from bgnn_sim.io.vtk import check_vtk_dir
 
+    check_output_file(output, force)  # before any work, as the ParaView folder
+    if vtk is not None:
+        check_vtk_dir(vtk, force)
     corrections = rollout_session(checkpoint, init, frames, output, start, mesh, device, force,
                                   progress_bar, wall_guard=not no_wall_guard)  # fmt: skip
     guarded = "raw model" if corrections is None else f"wall guard: {corrections} corrections"
@@ -282,8 +282,16 @@ def simulate(
         Fill, typer.Option(help="geometric, or liggghts: the bed settled by LIGGGHTS as well.")
     ] = Fill.geometric,
     init: Annotated[
-        str | None, typer.Option(help="Start from LIGGGHTS dumps or a trajectory (.h5).")
+        str | None,
+        typer.Option(help="Start from LIGGGHTS dumps or a trajectory (.h5), at frame --start."),
     ] = None,
+    start: Annotated[
+        int,
+        typer.Option(
+            help="Frame of --init to start from: 0 the first, negative from the end (-1 the "
+            "last); the model's history frames precede it."
+        ),
+    ] = -1,
     open_at: Annotated[float, typer.Option(help="Hopper: gate opening time (s).")] = 0.05,
     rotate: Annotated[float, typer.Option(help="Drum: rotation speed (rpm).")] = DEFAULT_RPM,
     axis: Annotated[
@@ -318,7 +326,7 @@ def simulate(
     config = SimulationConfig(
         mesh=mesh, out=out or Path(f"{mesh.stem}-simulation"), scale=scale,
         particles=particles, fill_height=fill_height, fill=fill.value, init=init,
-        open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model,
+        start=start, open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model,
         backend=backend and backend.value, device=device, seed=seed, vtk_every=vtk_every,
         samples=samples, force=force, wall_guard=not no_wall_guard,
     )  # fmt: skip
@@ -372,7 +380,11 @@ def compare(
     out: ReportDir,
     fail_above: Annotated[
         list[str] | None,
-        typer.Option(help="METRIC=VALUE: exit 1 when the metric exceeds it (repeatable)."),
+        typer.Option(
+            help="METRIC=VALUE: exit 3 when the metric exceeds it, or was not measured "
+            "(repeatable).",
+            callback=check_limits,
+        ),
     ] = None,
     distance_frames: Annotated[
         int, typer.Option(min=1, help="Frames (evenly spread) for the cloud distances.")
@@ -394,7 +406,7 @@ def compare(
     typer.echo(f"wrote {out / 'report.md'}")
     broken = exceeded(metrics, limits)
     if broken:
-        raise BgnnError("limits exceeded: " + "; ".join(broken))
+        raise LimitExceededError("limits exceeded: " + "; ".join(broken))
 
 
 def _echo_metrics(metrics: dict) -> None:
@@ -454,7 +466,9 @@ def _checked(factory, *args):
 
 def _save_mesh(mesh, output: Path, force: bool) -> None:
     from bgnn_sim.geometry.mesh import save_mesh
+    from bgnn_sim.io.outputs import check_output_file
 
+    check_output_file(output, force)
     save_mesh(mesh, output, force)
     typer.echo(f"wrote {output}: {len(mesh.faces)} triangles, extent {mesh.extents.round(4)} m")
 

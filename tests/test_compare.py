@@ -95,10 +95,10 @@ def test_cli_compare_writes_the_report_and_checks_limits(run_cli, fixture_h5, tm
     assert code == 0, err
     code, _, err = run_cli("compare", fixture_h5, fixture_h5, "--out", out, "--force",
                            "--fail-above", "paired_frames=10")  # fmt: skip
-    assert code == 1 and "paired_frames = 141 > 10" in err
+    assert code == 3 and "paired_frames = 141 > 10" in err  # 3: the check ran and failed
     code, _, err = run_cli("compare", fixture_h5, fixture_h5, "--out", out, "--force",
                            "--fail-above", "no_such_metric=1")  # fmt: skip
-    assert code == 1 and "unknown metric 'no_such_metric'" in err
+    assert code == 2 and "unknown metric 'no_such_metric'" in err  # 2: a usage error
 
 
 def test_cli_analyze_a_real_drum(run_cli, tiny_drum_dataset, tmp_path):

@@ -32,6 +32,18 @@ from bgnn_sim.analysis.summary import Analysis, AnalysisOptions, analyze
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.trajectory import Trajectory
 
+# Every metric `compare` can report (those of a hopper or of a drum; the leakage counts of both
+# trajectories): `--fail-above` names are checked against it before a comparison runs.
+METRICS = (
+    "paired_frames", "kinetic_energy_relative_error", "discharge_fraction_max_error",
+    "t50_error_s", "t50_relative_error", "mass_flow_rate_relative_error",
+    "mixing_entropy_max_error", "mixing_entropy_mean_error", "lacey_max_error",
+    "repose_angle_error_deg", "velocity_profile_rms_error_ms", "wasserstein_mean_m",
+    "wasserstein_max_m", "sinkhorn_mean_m", "horizon_frames", "position_error_horizon_m",
+    "leakage_crossings", "leakage_outside_max", "reference_leakage_crossings",
+    "reference_leakage_outside_max", "guard_corrections",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Comparison:

@@ -6,8 +6,12 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from bgnn_sim.analysis.compare import compare
-from bgnn_sim.analysis.report import write_analysis_report, write_comparison_report
+from bgnn_sim.analysis.compare import METRICS, compare
+from bgnn_sim.analysis.report import (
+    check_report_dir,
+    write_analysis_report,
+    write_comparison_report,
+)
 from bgnn_sim.analysis.summary import AnalysisOptions, analyze
 from bgnn_sim.errors import ConfigError
 from bgnn_sim.io.sources import open_source
@@ -18,6 +22,7 @@ def analyze_session(
     source: str, out_dir: Path, options: AnalysisOptions, dem_dt: float, force: bool = False
 ) -> dict:
     """Measure one trajectory (or LIGGGHTS dumps) and write its report; returns its scalars."""
+    check_report_dir(out_dir, force)
     traj = open_source(source, dem_dt).read()
     return write_analysis_report(analyze(traj, options), out_dir, f"Analysis of {source}", force)
 
@@ -36,6 +41,7 @@ def compare_session(
     A reference without walls (LIGGGHTS dumps) is taken to flow in the rollout's container:
     it inherits the rollout's walls and scenario description.
     """
+    check_report_dir(out_dir, force)
     ours = open_source(rollout, dem_dt).read()
     theirs = with_scene_of(open_source(reference, dem_dt).read(), ours)
     title = f"{rollout} against {reference}"
@@ -52,26 +58,31 @@ def with_scene_of(traj: Trajectory, other: Trajectory) -> Trajectory:
 
 
 def parse_limits(pairs: list[str]) -> dict[str, float]:
-    """ "METRIC=VALUE" strings (--fail-above) as a dict."""
+    """ "METRIC=VALUE" strings (--fail-above) as a dict; ConfigError for a malformed pair, an
+    unknown metric (see `compare.METRICS`) or a value that is not a finite number."""
     limits = {}
     for pair in pairs:
-        name, _, value = pair.partition("=")
+        name, equals, value = (part.strip() for part in pair.partition("="))
         try:
-            limits[name.strip()] = float(value)
+            limit = float(value)
         except ValueError:
-            raise ConfigError(f"--fail-above {pair!r}: expected METRIC=VALUE") from None
+            limit = math.nan
+        if not equals or not math.isfinite(limit):
+            raise ConfigError(f"{pair!r}: expected METRIC=VALUE, VALUE a number")
+        if name not in METRICS:
+            raise ConfigError(f"{pair!r}: unknown metric {name!r}; known: {', '.join(METRICS)}")
+        limits[name] = limit
     return limits
 
 
 def exceeded(metrics: dict, limits: dict[str, float]) -> list[str]:
     """Descriptions of the limits that `metrics` break; a metric that could not be measured
-    (NaN or None) breaks its limit, and an unknown metric name is an error."""
-    unknown = sorted(set(limits) - set(metrics))
-    if unknown:
-        raise ConfigError(f"unknown metric {unknown[0]!r}; known: {', '.join(sorted(metrics))}")
+    (NaN, None, or absent: a hopper's metric in a drum) breaks its limit."""
     broken = []
     for name, limit in limits.items():
-        value = metrics[name]
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value > limit:
+        value = metrics.get(name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            broken.append(f"{name} not measured (limit {limit})")
+        elif value > limit:
             broken.append(f"{name} = {value} > {limit}")
     return broken
