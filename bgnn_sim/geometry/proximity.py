@@ -65,7 +65,7 @@ def closest_point_on_triangles(
     triangles = triangles.to(device=points.device, dtype=points.dtype)
     if len(points) == 0 or len(triangles) == 0:
         return _empty_contacts(points)
-    grid = _make_grid(points, cutoff)
+    grid = _make_grid(points, max(cutoff, _typical_size(triangles)))
     cell_keys, order = torch.sort(_cell_keys(points, grid))
     # Points in cell order: the candidate gathers below then read nearby memory.
     cell_points = points.index_select(0, order)
@@ -214,6 +214,17 @@ def _candidate_pairs(
         for registration, offset in _ragged_chunks(count, chunk_size):
             point_index = first.index_select(0, registration) + offset
             yield point_index, triangle.index_select(0, registration)
+
+
+def _typical_size(triangles: Tensor) -> float:
+    """Half the median longest side of the triangles' bounding boxes (0 for none).
+
+    Cells much smaller than the triangles make each triangle register in a great many cells (a
+    cutoff of microns against centimetre triangles took ~100x longer than a millimetre one):
+    cells are never smaller than this.
+    """
+    extent = (triangles.amax(dim=1) - triangles.amin(dim=1)).amax(dim=1)
+    return 0.5 * float(extent.median()) if len(extent) else 0.0
 
 
 def _make_grid(points: Tensor, cutoff: float) -> _Grid:
