@@ -31,6 +31,7 @@ from bgnn_sim.engine.state import Scene, state_from_trajectory
 from bgnn_sim.io.liggghts import read_dumps
 from bgnn_sim.models.bgnn import BGNN, BGNNConfig, count_parameters
 from bgnn_sim.models.simulator import BGNNSimulator
+from bgnn_sim.training.config import TrainConfig
 
 MODELS = {
     "small (5 x 64)": BGNNConfig(latent=64, message_passing=5),
@@ -79,7 +80,8 @@ def bgnn_ms_per_frame(config: BGNNConfig, scenario, run_dir: Path, frames: int, 
     state = state_from_trajectory(truth, HISTORY_FRAMES - 1, HISTORY_FRAMES - 1).to(device)
     scene = Scene(scenario_walls(scenario, Timing()), frame_dt=Timing().frame_dt)
     model = BGNN(config).to(device).eval()
-    simulator = BGNNSimulator(model, STATS, cutoff=4 * Material().radius)
+    spec = TrainConfig(model=config).graph_spec(Material().radius)
+    simulator = BGNNSimulator(model, STATS, spec, Timing().frame_dt)
     state = rollout(simulator, scene, state, 1)  # warm-up: allocations, lazy imports
     _sync(device)
     start = time.perf_counter()

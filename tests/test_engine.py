@@ -10,7 +10,7 @@ from bgnn_sim.engine.rollout import DivergenceError, rollout, rollout_to_file
 from bgnn_sim.engine.state import Scene, Sink, frame_stride, state_from_trajectory
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.geometry.wall import Wall
-from bgnn_sim.graph.features import build_graph
+from bgnn_sim.graph.features import GraphSpec, build_graph
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.models.bgnn import BGNN, BGNNConfig
 from bgnn_sim.models.simulator import BGNNSimulator
@@ -21,6 +21,8 @@ STATS = {
     "velocity": {"mean": [0.0, 0.0, -1e-5], "std": [3e-5, 3e-5, 4e-5]},
     "acceleration": {"mean": [0.0, 0.0, -1e-7], "std": [2e-6, 2e-6, 2e-6]},
 }
+# Today's recipe: 3-radius particle cutoff, 4-radius walls, contact features, merged wall nodes.
+SPEC = GraphSpec(0.006, 0.008, radius=0.002, contact_features=True, merge_wall_nodes=True)
 
 
 def fixture_run():
@@ -42,7 +44,7 @@ class CheatingBackend:
         k = int(np.argmin(np.abs(self.truth.time - state.time)))
         history = state.history[:, state.active]
         types = state.types[state.active] - 1
-        build_graph(history, types, scene.walls, state.time, 0.008, STATS, scene.frame_dt)
+        build_graph(history, types, scene.walls, state.time, SPEC, STATS, scene.frame_dt)
         self.graphs += 1
         x = torch.from_numpy(self.truth.positions[k - 1 : k + 2])[:, state.active]
         return x[2] - 2 * x[1] + x[0]
@@ -129,7 +131,7 @@ def test_model_is_invariant_to_translating_the_scene(aggregation):
     torch.manual_seed(0)
     truth, scene = fixture_run()
     model = BGNN(BGNNConfig(latent=32, message_passing=2, aggregation=aggregation)).double()
-    simulator = BGNNSimulator(model, STATS, cutoff=0.008)
+    simulator = BGNNSimulator(model, STATS, SPEC, frame_dt=1e-3)
     state = state_from_trajectory(truth, 100, HISTORY)
     shift = np.array([0.3, -1.2, 0.7])
     moved = [Wall(w.name, w.vertices + shift, w.faces, w.motion, w.removed_at) for w in scene.walls]
@@ -149,7 +151,46 @@ def test_cuda_rollout_matches_cpu():
     model = BGNN(BGNNConfig(latent=32, message_passing=2))
     ends = []
     for device in ("cpu", "cuda"):
-        simulator = BGNNSimulator(model.to(device), STATS, cutoff=0.008)
+        simulator = BGNNSimulator(model.to(device), STATS, SPEC, frame_dt=1e-3)
         state = state_from_trajectory(truth, 100, HISTORY).to(device)
         ends.append(rollout(simulator, scene, state, 10).positions.cpu())
     torch.testing.assert_close(ends[0], ends[1], rtol=0, atol=1e-6)
+
+
+class CheatingNetwork(torch.nn.Module):
+    """Stands in for the BGNN inside a real BGNNSimulator: returns the normalised true
+    acceleration of the frame it is called for (frames are called in order from `first`)."""
+
+    def __init__(self, truth, first: int, known_gravity: bool) -> None:
+        super().__init__()
+        self.truth, self.frame = truth, first
+        self.config = BGNNConfig(history=HISTORY, known_gravity=known_gravity)
+        self.simulator = None
+
+    def forward(self, graph):
+        x = torch.from_numpy(self.truth.positions[self.frame - 1 : self.frame + 2])
+        present = torch.from_numpy(self.truth.active[self.frame - 1 : self.frame + 2].all(0))
+        self.frame += 1
+        acceleration = (x[2] - 2 * x[1] + x[0])[present[:]]
+        return self.simulator.normalise(acceleration).double()
+
+
+@pytest.mark.parametrize("known_gravity", [False, True])
+def test_gravity_term_round_trips_through_a_cheating_network(tmp_path, known_gravity):
+    """The network's target is a - g dt^2 and the simulator adds g dt^2 back: a network that
+    knows the target reproduces LIGGGHTS; one that outputs zero falls freely."""
+    truth, scene = fixture_run()
+    state = state_from_trajectory(truth, HISTORY, HISTORY)
+    network = CheatingNetwork(truth, HISTORY, known_gravity)
+    simulator = BGNNSimulator(network, STATS, SPEC, frame_dt=1e-3)
+    network.simulator = simulator
+    frames = 60
+    rollout_to_file(simulator, scene, state, frames, tmp_path / "replay.h5")
+    with TrajectoryFile(tmp_path / "replay.h5") as replay:
+        out = replay.read()
+    both = out.active[-1] & truth.active[HISTORY + frames]
+    np.testing.assert_allclose(out.positions[-1][both], truth.positions[HISTORY + frames][both],
+                               rtol=0, atol=1e-9)  # fmt: skip
+    g_dt2 = -9.81e-6 if known_gravity else STATS["acceleration"]["mean"][2]
+    free = simulator.denormalise(torch.zeros(4, 3), torch.zeros(1, dtype=torch.float64))
+    torch.testing.assert_close(free, torch.tensor([[0.0, 0.0, g_dt2]] * 4).double())

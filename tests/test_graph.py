@@ -3,7 +3,9 @@ frame graph has the BGNN layout and is invariant to translating the whole scene.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 import sys
 
 import numpy as np
@@ -13,7 +15,7 @@ import trimesh
 
 from bgnn_sim.geometry.generators import HopperSpec, drum, hopper
 from bgnn_sim.geometry.wall import Rotation, Static, Wall, make_gate
-from bgnn_sim.graph.features import build_graph
+from bgnn_sim.graph.features import GraphSpec, build_graph
 from bgnn_sim.graph.neighbors import radius_graph
 from bgnn_sim.graph.walls import wall_nodes
 
@@ -90,9 +92,13 @@ def test_kdtree_float32_bad_inputs_and_missing_torch_cluster(monkeypatch):
     assert torch.equal(radius_graph(x, 0.125, backend="auto"), expected)
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch_cluster") is None and os.environ.get("CI") != "true",
+    reason="torch-cluster is the GPU extra (CI installs it, and there a missing one fails)",
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_torch_cluster_matches_kdtree_beyond_its_neighbour_cap(dtype):
-    import torch_cluster  # noqa: F401  (required: CI installs it; a missing one must fail here)
+    import torch_cluster  # noqa: F401
 
     for seed in range(3):
         x = _cloud(seed, dtype=dtype, dense=True)
@@ -176,10 +182,13 @@ def test_removed_gate_yields_no_wall_nodes_after_opening():
 # --- graph features ---------------------------------------------------------------------------
 
 
-def _build(history, walls, t=0.2, backend="kdtree", types=None):
+LEGACY_SPEC = GraphSpec(CUTOFF)  # the shipped models' graph: one cutoff, linear features
+
+
+def _build(history, walls, t=0.2, backend="kdtree", types=None, spec=LEGACY_SPEC):
     if types is None:
         types = torch.arange(history.shape[1]) % 2
-    return build_graph(history, types, walls, t, CUTOFF, STATS, FRAME_DT, backend=backend)
+    return build_graph(history, types, walls, t, spec, STATS, FRAME_DT, backend=backend)
 
 
 def test_build_graph_layout_and_values():
@@ -247,3 +256,90 @@ def test_gpu_graph_equals_cpu_graph():
         torch.testing.assert_close(getattr(gpu, name).cpu(), getattr(cpu, name))
     x = _cloud(8, dense=True).cuda()
     assert torch.equal(radius_graph(x, 0.1).cpu(), radius_graph(x.cpu(), 0.1, backend="kdtree"))
+
+
+# --- today's recipe: merged wall nodes, contact features ---------------------------------------
+
+
+def _points_in_cone(n: int = 150, seed: int = 9) -> tuple[Wall, torch.Tensor]:
+    """A conical hopper of long thin triangles and points near its wall and outlet."""
+    mesh = hopper(HopperSpec(segments=48))
+    rng = np.random.default_rng(seed)
+    points = rng.uniform([-0.03, -0.03, 0.0005], [0.03, 0.03, 0.04], (n, 3))
+    return Wall("hopper", np.asarray(mesh.vertices), np.asarray(mesh.faces)), torch.from_numpy(
+        points
+    )
+
+
+def test_merged_wall_nodes_keep_the_exact_closest_points_once_each():
+    wall, points = _points_in_cone()
+    every = wall_nodes(points, [wall], 0.0, CUTOFF)
+    merged = wall_nodes(points, [wall], 0.0, CUTOFF, merge=True)
+    assert len(merged) < 0.5 * len(every)  # the edges and vertices of neighbouring triangles
+    away = points[every.particle_index] - every.position
+    distance = away.norm(dim=1)
+    # Face contacts: the particle lies along the triangle's normal (a tighter test than the
+    # code's, so that round-off cannot decide).
+    face = torch.linalg.cross(away, every.normal, dim=1).norm(dim=1) <= 1e-8 * distance
+    for particle in every.particle_index.unique().tolist():
+        mine, kept = every.particle_index == particle, merged.position[merged.particle_index ==
+                                                                       particle]  # fmt: skip
+        # Each kept node is exactly one of the original closest points, once.
+        exact = (kept[:, None] == every.position[mine][None]).all(dim=2)
+        assert exact.any(dim=1).all()
+        assert len(torch.unique(torch.round(kept / 1e-9), dim=0)) == len(kept)
+        # The nearest point and every face contact are among them (a shared edge's point seen
+        # through two triangles differs by round-off: one of the two is kept).
+        wanted = every.position[mine & (face | (distance == distance[mine].min()))]
+        assert (torch.cdist(wanted, kept) < 1e-12).any(dim=1).all()
+    assert torch.equal(merged.particle_index, merged.particle_index.sort().values)
+    present = merged.particle_index.unique()
+    torch.testing.assert_close(torch.bincount(merged.particle_index, merged.weight)[present],
+                               torch.ones(len(present), dtype=torch.float64))  # fmt: skip
+    # Normals are unit vectors turned towards their particle.
+    away = points[merged.particle_index] - merged.position
+    assert (torch.linalg.vecdot(merged.normal, away) >= 0).all()
+    torch.testing.assert_close(merged.normal.norm(dim=1), torch.ones(len(merged)).double())
+
+
+def test_contact_features_near_a_wall_and_between_particles():
+    spec = GraphSpec(0.006, 0.008, radius=0.002, contact_features=True, merge_wall_nodes=True)
+    plate = make_gate((0.0, 0.0, 0.0), 0.05, open_at=1.0)
+    # Two particles touching each other, the first resting on the plate (centre one radius up).
+    s = 0.004 / math.sqrt(2.0)  # both on the plate's diagonal, an edge of both its triangles
+    x = torch.tensor([[0.0, 0.0, 0.002], [s, s, 0.002], [0.02, 0.02, 0.02]]).double()
+    graph = _build(torch.stack([x, x]), [plate], t=0.5, spec=spec)
+    assert graph.particle_features.shape == (3, 8) and graph.edge_features.shape[1] == 8
+    n_edges = graph.edge_index.shape[1] - graph.n_wall_nodes
+    assert n_edges == 2 and graph.n_wall_nodes == 2
+    # r / |d| reads 1/2 at a particle contact, 1 on the wall; r d / |d|^2 points along d.
+    torch.testing.assert_close(graph.edge_features[:n_edges, 7], torch.full((2,), 0.5).double(),
+                               rtol=2e-3, atol=0)  # fmt: skip
+    torch.testing.assert_close(graph.edge_features[n_edges:, 7], torch.ones(2).double(),
+                               rtol=2e-3, atol=0)  # fmt: skip
+    torch.testing.assert_close(
+        graph.edge_features[n_edges:, 4:7],
+        torch.tensor([[0.0, 0.0, 1.0]] * 2).double(),
+        rtol=2e-3,
+        atol=0,
+    )
+    # Nearest wall: r / s = 1 and the direction up for the two resting particles, zeros for the
+    # one far from any wall.
+    nearest = graph.particle_features[:, 4:]
+    torch.testing.assert_close(nearest[:2], torch.tensor([[1.0, 0, 0, 1]] * 2).double(),
+                               rtol=2e-3, atol=1e-12)  # fmt: skip
+    assert torch.equal(nearest[2], torch.zeros(4).double())
+
+
+@pytest.mark.parametrize("contact", [False, True])
+def test_contact_features_are_invariant_to_translation(contact):
+    spec = GraphSpec(0.008, 0.01, radius=0.002, contact_features=contact, merge_wall_nodes=True)
+    wall, points = _points_in_cone()
+    history = torch.stack([points, points + 1e-4])
+    shift = torch.tensor([0.37, -1.2, 2.5], dtype=torch.float64)
+    moved = Wall(wall.name, wall.vertices + shift.numpy(), wall.faces)
+    here = _build(history, [wall], spec=spec)
+    there = _build(history + shift, [moved], spec=spec)
+    assert here.n_wall_nodes > 0 and torch.equal(here.edge_index, there.edge_index)
+    for name in ("particle_features", "wall_features", "edge_features", "edge_weight"):
+        torch.testing.assert_close(getattr(there, name), getattr(here, name), atol=1e-6, rtol=0)

@@ -33,6 +33,7 @@ def test_tiny_model_overfits_real_windows(tiny_dataset, tmp_path):
     # chaotic, so a tiny model can memorise one frame in seconds, not learn a whole run.
     middle = len(trainer.train_set.index) // 2
     trainer.train_set.index = trainer.train_set.index[middle : middle + 1]
+    trainer.window_weights = trainer.window_weights[middle : middle + 1]
     losses = []
     trainer.fit(lambda step, loss: losses.append(loss))
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10

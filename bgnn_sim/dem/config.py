@@ -9,6 +9,9 @@ from pathlib import Path
 from bgnn_sim.configfile import read_toml, typed
 from bgnn_sim.errors import ConfigError
 
+# m/s^2, along -z: the decks' `fix gravity` and the learned simulators' known term.
+GRAVITY = 9.81
+
 
 @dataclass(frozen=True)
 class Material:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trimesh
 
-from bgnn_sim.dem.config import Material, Timing
+from bgnn_sim.dem.config import GRAVITY, Material, Timing
 from bgnn_sim.dem.scenarios import DrumScenario, HopperScenario
 from bgnn_sim.geometry.generators import drum, hopper
 
@@ -136,7 +136,7 @@ create_box      {n_types} domain
 neighbor        0.001 bin
 neigh_modify    delay 0
 timestep        {timing.dem_dt:g}
-fix             gravity all gravity 9.81 vector 0.0 0.0 -1.0
+fix             gravity all gravity {GRAVITY:g} vector 0.0 0.0 -1.0
 thermo_style    custom step atoms ke
 thermo          {timing.steps_per_frame * 100}
 thermo_modify   lost error norm no"""

@@ -23,9 +23,12 @@ from bgnn_sim.trajectory import SCENE_ATTRS
 def simulator_from_checkpoint(checkpoint: Checkpoint, device: str = "auto") -> BGNNSimulator:
     """A trained BGNN ready to roll out on `device`."""
     target = resolve_device(device)
-    cutoff = checkpoint.config.cutoff_radii * checkpoint.data["material"]["radius"]
+    spec = checkpoint.config.graph_spec(checkpoint.data["material"]["radius"])
     model = checkpoint.build_model(target)
-    return BGNNSimulator(model, checkpoint.statistics, cutoff, checkpoint.config.graph_backend)
+    frame_dt = Timing(**checkpoint.data["timing"]).frame_dt
+    return BGNNSimulator(
+        model, checkpoint.statistics, spec, frame_dt, checkpoint.config.graph_backend
+    )
 
 
 @dataclass

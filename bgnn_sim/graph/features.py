@@ -14,7 +14,16 @@ Feature layout:
   and divided by the velocity std (no mean shift: a wall at rest must read exactly zero, and
   the particles' mean drift has nothing to do with how the wall moves), and its magnitude
   divided by |std| as for particles.
-- edge: d = x_receiver - x_sender and |d|, divided by the cutoff (so |d| / c lies in [0, 1]).
+- edge: d = x_receiver - x_sender and |d|, divided by the cutoff of its kind (particle or wall
+  edges; so |d| / c lies in [0, 1]).
+
+With contact features (`GraphSpec.contact_features`), the features that decide a collision get
+forms that are steep near contact, as the reference BGNN's inverse distances are:
+- edge: also r d / |d|^2 and r / |d| (r the particle radius): a wall contact at |d| = r reads
+  1, a particle contact at |d| = 2r reads 0.5, and both grow fast on approach;
+- particle: also r / s and the unit vector from the nearest wall point to the particle
+  (s = distance to it), zeros when no wall is within the wall cutoff. A particle then knows how
+  close its wall is however many particle messages dilute the wall's.
 """
 
 from __future__ import annotations
@@ -29,18 +38,60 @@ from bgnn_sim.graph.neighbors import radius_graph
 from bgnn_sim.graph.walls import WallNodes, wall_nodes
 
 
+@dataclass(frozen=True)
+class GraphSpec:
+    """How a frame becomes a graph.
+
+    Attributes:
+        cutoff: particle-particle cutoff (m).
+        wall_cutoff: particle-wall cutoff (m); None: the particle cutoff.
+        radius: particle radius (m), the length scale of contact features.
+        contact_features: inverse-distance edge features and nearest-wall node features.
+        merge_wall_nodes: one wall node per distinct closest point of a particle.
+    """
+
+    cutoff: float
+    wall_cutoff: float | None = None
+    radius: float | None = None
+    contact_features: bool = False
+    merge_wall_nodes: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.cutoff > 0 or not self.walls_reach > 0:
+            raise ValueError(f"cutoffs must be > 0, got {self.cutoff} and {self.wall_cutoff}")
+        if self.contact_features and not (self.radius or 0) > 0:
+            raise ValueError("contact features need the particle radius")
+
+    @property
+    def walls_reach(self) -> float:
+        """The particle-wall cutoff (m)."""
+        return self.cutoff if self.wall_cutoff is None else self.wall_cutoff
+
+
+def particle_feature_count(history: int, contact_features: bool) -> int:
+    """Per particle: 4 per velocity, and 4 nearest-wall features with contact features."""
+    return 4 * history + 4 * contact_features
+
+
+def edge_feature_count(contact_features: bool) -> int:
+    """Per edge: d / c and |d| / c, and r d / |d|^2 and r / |d| with contact features."""
+    return 8 if contact_features else 4
+
+
 @dataclass
 class Graph:
     """Graph of one frame over N particles followed by W wall nodes.
 
     Attributes:
-        particle_features: [N, 4H] standardised velocity history and magnitudes.
+        particle_features: [N, P] standardised velocity history and magnitudes ([N, 4H]), then
+            with contact features r / s and the unit vector from the nearest wall ([N, 4]).
         types: [N] int64 particle types (0-based).
         wall_features: [W, 10] n, -n, scaled wall velocity (3) and its magnitude.
         edge_index: [2, E + W] sender, receiver over the nodes [particles; wall nodes]: the
             E particle edges first (both ends < N), then one edge per wall node w, sender N + w,
             receiver its particle.
-        edge_features: [E + W, 4] d = x_receiver - x_sender (3) and |d|, divided by the cutoff.
+        edge_features: [E + W, F] d = x_receiver - x_sender (3) and |d|, divided by the cutoff
+            of their kind; with contact features also r d / |d|^2 (3) and r / |d| (F = 8).
         edge_weight: [E + W] 1 for particle edges, 1/k for the k wall edges of a particle.
         n_particles: N.
     """
@@ -63,7 +114,7 @@ def build_graph(
     types: Tensor,
     walls: list[Wall],
     time: float,
-    cutoff: float,
+    spec: GraphSpec,
     stats: dict,
     frame_dt: float,
     backend: str = "auto",
@@ -76,7 +127,7 @@ def build_graph(
             caller maps them).
         walls: All walls of the scene; posed at `time`, skipped when removed by then.
         time: Physical time (s) of the last frame of `history`.
-        cutoff: Neighbour and wall cutoff (metres).
+        spec: Cutoffs and feature options.
         stats: Normalisation statistics of the dataset (manifest["statistics"]); uses
             stats["velocity"]["mean"] and ["std"] (m/frame, per axis).
         frame_dt: Time between frames (s), to turn wall velocities (m/s) into m/frame.
@@ -89,22 +140,72 @@ def build_graph(
     mean, std = _velocity_moments(stats, history)
     x = history[-1]
     n = x.shape[0]
-    particle_edges = radius_graph(x, cutoff, backend=backend)
-    nodes = wall_nodes(x, walls, time, cutoff)
+    particle_edges = radius_graph(x, spec.cutoff, backend=backend)
+    nodes = wall_nodes(x, walls, time, spec.walls_reach, merge=spec.merge_wall_nodes)
     edge_index = _edge_index(particle_edges, nodes, n)
     # Node positions in edge_index numbering: particles, then wall nodes (receivers are particles).
     node_position = torch.cat((x, nodes.position))
     d = x.index_select(0, edge_index[1]) - node_position.index_select(0, edge_index[0])
-    edge_features = torch.cat((d, torch.linalg.vector_norm(d, dim=1, keepdim=True)), dim=1)
+    n_edges = particle_edges.shape[1]
+    cutoff = torch.cat(
+        (x.new_full((n_edges, 1), spec.cutoff), x.new_full((len(nodes), 1), spec.walls_reach))
+    )
+    features = particle_features(history, mean, std)
+    if spec.contact_features:
+        features = torch.cat((features, nearest_wall_features(x, nodes, spec.radius)), dim=1)
     return Graph(
-        particle_features=particle_features(history, mean, std),
+        particle_features=features,
         types=types.to(device=x.device, dtype=torch.long),
         wall_features=wall_features(nodes, std, frame_dt),
         edge_index=edge_index,
-        edge_features=edge_features / cutoff,
-        edge_weight=torch.cat((x.new_ones(particle_edges.shape[1]), nodes.weight)),
+        edge_features=edge_features(d, cutoff, spec.radius if spec.contact_features else None),
+        edge_weight=torch.cat((x.new_ones(n_edges), nodes.weight)),
         n_particles=n,
     )
+
+
+def edge_features(d: Tensor, cutoff: Tensor, radius: float | None) -> Tensor:
+    """[E, 4] d / c and |d| / c, then with a `radius` r also r d / |d|^2 and r / |d| ([E, 8]).
+
+    Args:
+        d: [E, 3] x_receiver - x_sender (m).
+        cutoff: [E, 1] cutoff of each edge's kind (m).
+        radius: particle radius (m), or None for the linear features only.
+    """
+    length = torch.linalg.vector_norm(d, dim=1, keepdim=True)
+    linear = torch.cat((d, length), dim=1) / cutoff
+    if radius is None:
+        return linear
+    # A floor of a thousandth of a radius (as the reference code's 0.001 c): a particle exactly
+    # on a wall reads large, not infinite.
+    inverse = radius / (length + 1e-3 * radius)
+    return torch.cat((linear, d * (inverse / length.clamp_min(1e-3 * radius)), inverse), dim=1)
+
+
+def nearest_wall_features(x: Tensor, nodes: WallNodes, radius: float) -> Tensor:
+    """[N, 4] r / s and the unit vector from the nearest wall point to each particle (s its
+    distance); zeros for a particle with no wall node.
+
+    Args:
+        x: [N, 3] particle positions (m).
+        nodes: the frame's wall nodes (any order).
+        radius: particle radius (m).
+    """
+    features = x.new_zeros(len(x), 4)
+    if len(nodes) == 0:
+        return features
+    away = x.index_select(0, nodes.particle_index) - nodes.position  # wall -> particle
+    distance = torch.linalg.vector_norm(away, dim=1)
+    nearest = distance.new_full((len(x),), float("inf")).scatter_reduce(
+        0, nodes.particle_index, distance, "amin"
+    )
+    # The node that attains its particle's minimum (ties: any, they are the same distance).
+    is_nearest = distance == nearest.index_select(0, nodes.particle_index)
+    owner, which = nodes.particle_index[is_nearest], is_nearest.nonzero().squeeze(1)
+    s = distance[which].clamp_min(1e-3 * radius)
+    direction = torch.where(distance[which, None] > 0, away[which] / s[:, None], 0.0)
+    features[owner] = torch.cat(((radius / (s + 1e-3 * radius))[:, None], direction), dim=1)
+    return features
 
 
 def particle_features(history: Tensor, mean: Tensor, std: Tensor) -> Tensor:

@@ -2,7 +2,12 @@
 
 Nodes are the N particles followed by the W wall virtual nodes; edges carry messages from
 particles and wall nodes to particles (walls receive nothing, so their latents stay as encoded).
-The network predicts each particle's normalised acceleration.
+The network predicts each particle's normalised acceleration (minus gravity, with
+`known_gravity`: the simulator adds g dt^2 back).
+
+With `wall_channel`, wall edges have their own encoder and their messages are aggregated apart
+from the particles' (a mean over the particle's wall nodes, zero without any): one wall message
+is no longer one vote among the ~10-30 particle messages of a dense bed.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from bgnn_sim.graph.features import edge_feature_count, particle_feature_count
+
 AGGREGATIONS = ("mean", "sum", "vpa")
 WALL_FEATURES = 10
-EDGE_FEATURES = 4
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,10 @@ class BGNNConfig:
         history: velocities per particle in the input.
         n_types: particle types (embedded).
         type_embedding: size of the type embedding.
+        known_gravity: the network predicts the acceleration minus g dt^2.
+        contact_features: inverse-distance edge and nearest-wall node features (graph).
+        merge_wall_nodes: one wall node per distinct closest point of a particle (graph).
+        wall_channel: wall messages encoded and aggregated apart from particle messages.
     """
 
     latent: int = 128
@@ -38,6 +48,10 @@ class BGNNConfig:
     history: int = 5
     n_types: int = 2
     type_embedding: int = 16
+    known_gravity: bool = True
+    contact_features: bool = True
+    merge_wall_nodes: bool = True
+    wall_channel: bool = True
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -45,7 +59,11 @@ class BGNNConfig:
 
     @property
     def particle_features(self) -> int:
-        return 4 * self.history  # velocities (3 each) and their magnitudes
+        return particle_feature_count(self.history, self.contact_features)
+
+    @property
+    def edge_features(self) -> int:
+        return edge_feature_count(self.contact_features)
 
 
 def mlp(d_in: int, width: int, d_out: int, hidden_layers: int) -> nn.Sequential:
@@ -75,14 +93,19 @@ def aggregate(
 
 
 class InteractionBlock(nn.Module):
-    """e <- e + LN(MLP[e, h_recv, h_send]); h_particles <- h + LN(MLP[agg(e), h])."""
+    """e <- e + LN(MLP[e, h_recv, h_send]); h_particles <- h + LN(MLP[agg(e), h]), where agg(e)
+    is [agg(particle e), mean(wall e)] with a wall channel."""
 
     def __init__(self, config: BGNNConfig) -> None:
         super().__init__()
         width, layers = config.latent, config.mlp_layers
         self.edge_mlp = nn.Sequential(mlp(3 * width, width, width, layers), nn.LayerNorm(width))
-        self.node_mlp = nn.Sequential(mlp(2 * width, width, width, layers), nn.LayerNorm(width))
+        channels = 2 + config.wall_channel
+        self.node_mlp = nn.Sequential(
+            mlp(channels * width, width, width, layers), nn.LayerNorm(width)
+        )
         self.aggregation = config.aggregation
+        self.wall_channel = config.wall_channel
 
     def edge_update(self, nodes: Tensor, edges: Tensor, edge_index: Tensor) -> Tensor:
         """LN(MLP[e, h_recv, h_send]) [E, D], with the first layer applied to the node latents
@@ -99,12 +122,25 @@ class InteractionBlock(nn.Module):
         return layer_norm(mlp_layers[1:](hidden))
 
     def forward(
-        self, nodes: Tensor, edges: Tensor, edge_index: Tensor, weight: Tensor, n_particles: int
+        self,
+        nodes: Tensor,
+        edges: Tensor,
+        edge_index: Tensor,
+        weight: Tensor,
+        inbox: Tensor,
+        n_particles: int,
     ) -> tuple[Tensor, Tensor]:
-        receivers = edge_index[1]
+        """nodes [N + W, D], edges [E + W, D] (particle edges first), edge_index [2, E + W],
+        weight [E + W], inbox [E + W]: the row of [channels * N] that each edge's message joins
+        (its receiver, offset by N for a wall edge with a wall channel). Returns the updated
+        nodes and edges."""
         edges = edges + self.edge_update(nodes, edges, edge_index)
-        incoming = aggregate(edges, receivers, weight, n_particles, self.aggregation)
         particles = nodes[:n_particles]
+        channels = 1 + self.wall_channel
+        # One scatter for both channels (slicing the edges apart would copy them, forward and
+        # back); the wall channel's 1/k weights sum to 1, so any aggregation is their mean.
+        incoming = aggregate(edges, inbox, weight, channels * n_particles, self.aggregation)
+        incoming = incoming.view(channels, n_particles, -1).transpose(0, 1).flatten(1)
         particles = particles + self.node_mlp(torch.cat([incoming, particles], 1))
         return torch.cat([particles, nodes[n_particles:]]), edges
 
@@ -125,8 +161,12 @@ class BGNN(nn.Module):
             mlp(WALL_FEATURES, width, width, layers), nn.LayerNorm(width)
         )
         self.edge_encoder = nn.Sequential(
-            mlp(EDGE_FEATURES, width, width, layers), nn.LayerNorm(width)
+            mlp(config.edge_features, width, width, layers), nn.LayerNorm(width)
         )
+        if config.wall_channel:
+            self.wall_edge_encoder = nn.Sequential(
+                mlp(config.edge_features, width, width, layers), nn.LayerNorm(width)
+            )
         self.processor = nn.ModuleList(
             InteractionBlock(config) for _ in range(config.message_passing)
         )
@@ -139,10 +179,32 @@ class BGNN(nn.Module):
         nodes = torch.cat(
             [self.particle_encoder(particles), self.wall_encoder(graph.wall_features)]
         )
-        edges = self.edge_encoder(graph.edge_features)
+        edges = self._encode_edges(graph)
+        inbox = self._inbox(graph)
         for block in self.processor:
-            nodes, edges = block(nodes, edges, graph.edge_index, graph.edge_weight, n)
+            nodes, edges = block(nodes, edges, graph.edge_index, graph.edge_weight, inbox, n)
         return self.decoder(nodes[:n])
+
+    def _inbox(self, graph) -> Tensor:
+        """[E + W] aggregation row of each edge: its receiver, + N for wall edges (the second
+        channel) with a wall channel."""
+        receivers = graph.edge_index[1]
+        if not self.config.wall_channel:
+            return receivers
+        wall_edge = torch.arange(len(receivers), device=receivers.device) >= (
+            len(receivers) - graph.n_wall_nodes
+        )
+        return receivers + graph.n_particles * wall_edge
+
+    def _encode_edges(self, graph) -> Tensor:
+        """[E + W, D] edge latents; wall edges (the last W) through their own encoder."""
+        if not self.config.wall_channel:
+            return self.edge_encoder(graph.edge_features)
+        split = len(graph.edge_features) - graph.n_wall_nodes
+        features = graph.edge_features
+        return torch.cat(
+            [self.edge_encoder(features[:split]), self.wall_edge_encoder(features[split:])]
+        )
 
 
 def count_parameters(model: nn.Module) -> int:

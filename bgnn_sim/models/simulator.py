@@ -1,4 +1,9 @@
-"""The BGNN as a rollout backend: graph -> network -> accelerations in metres per frame^2."""
+"""The BGNN as a rollout backend: graph -> network -> accelerations in metres per frame^2.
+
+With `known_gravity`, the network's target is the acceleration minus gravity's g dt^2 (about one
+acceleration std at 1 ms frames): a network that outputs ~0 then falls freely instead of
+hovering, and the particles only have to learn what their contacts add.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from bgnn_sim.dem.config import GRAVITY
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.wall import Wall
-from bgnn_sim.graph.features import Graph, build_graph
+from bgnn_sim.graph.features import Graph, GraphSpec, build_graph
 from bgnn_sim.models.bgnn import BGNN
 
 
@@ -31,43 +37,62 @@ class BGNNSimulator:
     Args:
         model: the network.
         statistics: dataset statistics (velocity, acceleration, edge moments).
-        cutoff: graph cutoff (m).
+        spec: cutoffs and feature options of the graph (they must match the model's config).
+        frame_dt: seconds per frame, the scale of the known gravity term.
         graph_backend: neighbour search ("auto", "kdtree", "torch_cluster").
     """
 
     def __init__(
-        self, model: BGNN, statistics: dict, cutoff: float, graph_backend: str = "auto"
+        self,
+        model: BGNN,
+        statistics: dict,
+        spec: GraphSpec,
+        frame_dt: float,
+        graph_backend: str = "auto",
     ) -> None:
         self.model = model
         self.statistics = statistics
-        self.cutoff = cutoff
+        self.spec = spec
         self.graph_backend = graph_backend
         self.history = model.config.history
+        # Gravity's acceleration in m/frame^2.
+        self.known_acceleration = (0.0, 0.0, -GRAVITY * frame_dt**2)
 
     def graph(
         self, history: Tensor, types: Tensor, walls: list[Wall], time: float, frame_dt: float
     ) -> Graph:
         """The network's float32 input for positions [H+1, n, 3] (m) and types [n] (from 1)."""
         graph = build_graph(
-            history, types - 1, walls, time, self.cutoff, self.statistics, frame_dt,
+            history, types - 1, walls, time, self.spec, self.statistics, frame_dt,
             self.graph_backend,
         )  # fmt: skip
         return as_float32(graph)
 
     def _moments(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Offset [3] and scale [3] (m/frame^2) of the network's target, (a - offset) / scale.
+
+        Without known gravity: the data's mean and std. With it: gravity's g dt^2 and the RMS
+        of a - g dt^2, so that an output of zero is free fall, not the data's mean acceleration
+        (centring on the mean would cancel the known term exactly).
+        """
         moments = self.statistics["acceleration"]
-        mean = torch.tensor(moments["mean"], dtype=like.dtype, device=like.device)
-        return mean, torch.tensor(moments["std"], dtype=like.dtype, device=like.device)
+        known, mean, std = (
+            torch.tensor(values, dtype=like.dtype, device=like.device)
+            for values in (self.known_acceleration, moments["mean"], moments["std"])
+        )
+        if not self.model.config.known_gravity:
+            return mean, std
+        return known, torch.sqrt(std**2 + (mean - known) ** 2)
 
     def normalise(self, acceleration: Tensor) -> Tensor:
         """Network targets (float32) from accelerations [n, 3] in m/frame^2."""
-        mean, std = self._moments(acceleration)
-        return ((acceleration - mean) / std).float()
+        offset, scale = self._moments(acceleration)
+        return ((acceleration - offset) / scale).float()
 
     def denormalise(self, normalised: Tensor, like: Tensor) -> Tensor:
         """Accelerations (m/frame^2) from network outputs, in the dtype/device of `like`."""
-        mean, std = self._moments(like)
-        return normalised.to(like.dtype) * std + mean
+        offset, scale = self._moments(like)
+        return normalised.to(like.dtype) * scale + offset
 
     def acceleration(self, scene: Scene, state: ParticleState) -> Tensor:
         history = state.history[-(self.history + 1) :, state.active]

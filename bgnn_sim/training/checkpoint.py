@@ -95,7 +95,7 @@ def checkpoint_from_payload(payload: Any, path: str | Path) -> Checkpoint:
     try:
         fields = {f.name for f in dataclasses.fields(Checkpoint)}
         values = {k: v for k, v in payload.items() if k in fields}
-        values["config"] = config_from_dict(payload["config"], str(path))
+        values["config"] = config_from_dict(payload["config"], str(path), legacy=True)
         checkpoint = Checkpoint(**values)
         checkpoint.build_model()  # the weights must fit the configured network
     except (KeyError, TypeError, RuntimeError, BgnnError) as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgnn_sim.configfile import read_toml, typed
+from bgnn_sim.graph.features import GraphSpec
 from bgnn_sim.models.bgnn import BGNNConfig
 
 
@@ -21,10 +22,21 @@ class TrainConfig:
         lr, lr_final: Adam learning rate, decayed exponentially from lr to lr_final.
         noise_std: random-walk input noise, std of the last input velocity (m/frame).
         pushforward: at most this many model steps (no gradient) before the trained step.
-        cutoff_radii: graph cutoff in particle radii (BGNN hopper: 4).
-        validate_every: steps between validations (loss + short rollouts).
+        pushforward_stage: steps after which each further unroll depth is allowed (staged
+            pushforward: depth k from step k x this); 0 allows every depth from the start.
+        pushforward_chance: probability that a window is unrolled at all (its depth then
+            uniform over the allowed ones); None: every depth, 0 included, equally likely.
+        event_weight: windows whose trained frame lies within `event_span_s` after the run's
+            event (a gate opening, a drum starting to turn) are drawn this many times more
+            often than the others.
+        event_span_s: how long after the event a window counts as one of its windows (s).
+        cutoff_radii: particle-particle cutoff in particle radii (BGNN hopper: 4).
+        wall_cutoff_radii: particle-wall cutoff in radii; None: the particle cutoff.
+        threads: torch CPU threads (0: torch's default, all cores).
+        validate_every: steps between validations (loss + rollouts through the event).
         validation_windows: windows of the valid split in the validation loss.
-        validation_rollout: frames of each validation rollout (0 = none).
+        validation_rollout: frames of each validation rollout from just before the event
+            (0 = none); a drum's rollout lasts at least a quarter turn.
         checkpoint_every: steps between checkpoints.
         log_every: steps between lines in metrics.csv.
         seed: everything random derives from it and the step number.
@@ -40,15 +52,38 @@ class TrainConfig:
     lr_final: float = 1e-6
     noise_std: float = 3e-7
     pushforward: int = 0
-    cutoff_radii: float = 4.0
+    pushforward_stage: int = 0
+    pushforward_chance: float | None = None
+    event_weight: float = 10.0
+    event_span_s: float = 0.1
+    cutoff_radii: float = 3.0
+    wall_cutoff_radii: float | None = 4.0
+    threads: int = 0
     validate_every: int = 1000
     validation_windows: int = 50
-    validation_rollout: int = 50
+    validation_rollout: int = 300
     checkpoint_every: int = 1000
     log_every: int = 50
     seed: int = 0
     graph_backend: str = "auto"
     deterministic: bool = True
+
+    def graph_spec(self, radius: float) -> GraphSpec:
+        """The graph this configuration's model reads, for particles of `radius` (m)."""
+        wall = None if self.wall_cutoff_radii is None else self.wall_cutoff_radii * radius
+        return GraphSpec(
+            cutoff=self.cutoff_radii * radius,
+            wall_cutoff=wall,
+            radius=radius,
+            contact_features=self.model.contact_features,
+            merge_wall_nodes=self.model.merge_wall_nodes,
+        )
+
+    def pushforward_depths(self, step: int) -> int:
+        """The deepest unroll allowed at `step` (staged pushforward)."""
+        if self.pushforward_stage <= 0:
+            return self.pushforward
+        return min(self.pushforward, step // self.pushforward_stage)
 
     def lr_at(self, step: int) -> float:
         """Exponential decay from lr (step 0) to lr_final (last step)."""
@@ -60,10 +95,31 @@ def config_to_dict(config: TrainConfig) -> dict:
     return dataclasses.asdict(config)
 
 
-def config_from_dict(data: dict, source: str = "config") -> TrainConfig:
-    """Build a TrainConfig from nested dicts (a [model] table inside)."""
+# What a checkpoint written before these settings existed was trained with: a key it lacks
+# takes this value, not today's default.
+LEGACY = {
+    "cutoff_radii": 4.0,
+    "wall_cutoff_radii": None,
+    "event_weight": 1.0,
+    "validation_rollout": 50,
+}
+LEGACY_MODEL = {
+    "known_gravity": False,
+    "contact_features": False,
+    "merge_wall_nodes": False,
+    "wall_channel": False,
+}
+
+
+def config_from_dict(data: dict, source: str = "config", legacy: bool = False) -> TrainConfig:
+    """Build a TrainConfig from nested dicts (a [model] table inside). With `legacy` (a
+    checkpoint's stored config), keys it lacks take their LEGACY values."""
     data = dict(data)
-    model = typed(BGNNConfig, data.pop("model", {}), f"{source} [model]")
+    model = dict(data.pop("model", {}))
+    if legacy:
+        data = {**LEGACY, **data}
+        model = {**LEGACY_MODEL, **model}
+    model = typed(BGNNConfig, model, f"{source} [model]")
     return typed(TrainConfig, {**data, "model": model}, source)
 
 

@@ -9,6 +9,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -33,7 +34,11 @@ from bgnn_sim.training.windows import Window, WindowDataset
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
-METRIC_FIELDS = ("step", "loss", "lr", "valid_loss", "valid_rollout_error_m", "seconds")
+BEST = "best.pt"
+METRIC_FIELDS = (
+    "step", "loss", "lr", "valid_loss", "valid_flow_error", "valid_crossings", "valid_score",
+    "seconds",
+)  # fmt: skip
 
 
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -51,6 +56,8 @@ class Trainer:
         self.out_dir, self.config, self.context = Path(out_dir), config, context
         # Multithreaded scatter-adds sum in a varying order; exact resume needs a fixed one.
         torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         manifest = read_manifest(dataset_dir)
         self.statistics = manifest["statistics"]
         material, timing = manifest["material"], manifest["timing"]
@@ -58,11 +65,15 @@ class Trainer:
         length = config.model.history + 2 + config.pushforward
         self.train_set = WindowDataset(dataset_dir, "train", length)
         self.valid_set = WindowDataset(dataset_dir, "valid", config.model.history + 2)
+        # The first trained frame of a window is its frame h + 1.
+        self.window_weights = self.train_set.event_weights(
+            config.model.history + 1, config.event_weight, config.event_span_s
+        )
         with torch.random.fork_rng():  # the initial weights depend on the seed only
             torch.manual_seed(config.seed)
             self.model = BGNN(config.model).to(context.device)
         self.simulator = BGNNSimulator(
-            self.model, self.statistics, config.cutoff_radii * material["radius"],
+            self.model, self.statistics, config.graph_spec(material["radius"]), self.frame_dt,
             config.graph_backend,
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -104,7 +115,7 @@ class Trainer:
         # GNS: shift the target by the last input frame's noise, so that the model learns to
         # correct noisy velocities rather than to reproduce them.
         shift = history[-1] - positions[h]
-        depth = int(torch.randint(self.config.pushforward + 1, (1,), generator=generator))
+        depth = self._pushforward_depth(generator)
         history = self._pushforward(history, types, window, depth)
         target_next = positions[h + 1 + depth] + (shift if depth == 0 else 0.0)
         target = self.simulator.normalise(target_next - 2 * history[-1] + history[-2])
@@ -112,6 +123,17 @@ class Trainer:
             history, types, window.walls, times[h + depth].item(), self.frame_dt
         )
         return (self.network(graph) - target) ** 2
+
+    def _pushforward_depth(self, generator: torch.Generator) -> int:
+        """Unroll depth of one window: staged (deeper unrolls allowed as training goes on) and,
+        with `pushforward_chance`, most windows trained on the data's own history."""
+        deepest, chance = self.config.pushforward_depths(self.step), self.config.pushforward_chance
+        if chance is None:
+            return int(torch.randint(deepest + 1, (1,), generator=generator))
+        unrolled = float(torch.rand((), generator=generator)) < chance
+        if not unrolled or deepest == 0:
+            return 0
+        return 1 + int(torch.randint(deepest, (1,), generator=generator))
 
     def _pushforward(self, history, types, window: Window, depth: int) -> torch.Tensor:
         """Roll the model `depth` frames without gradient: it learns from its own errors."""
@@ -133,7 +155,9 @@ class Trainer:
         """
         config = self.config
         generator = step_generator(config.seed, self.step, self.context.rank)
-        picks = torch.randint(len(self.train_set), (config.windows_per_step,), generator=generator)
+        picks = torch.multinomial(
+            self.window_weights, config.windows_per_step, replacement=True, generator=generator
+        )
         windows = [self.train_set[int(i)] for i in picks]
         count = 3 * sum(len(w.types) for w in windows)
         for group in self.optimizer.param_groups:
@@ -152,6 +176,20 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
 
+    def _validate(self, main: bool) -> dict:
+        """Validate; keep the model with the best rollout score so far as best.pt (the
+        checkpoint to ship is chosen by the flow, not by the one-step loss)."""
+        best = self.metrics.get("best_valid_score", math.inf)
+        metrics = validate(self, self.config)
+        score = metrics.get("valid_score", math.nan)
+        self.metrics = {**metrics, "best_valid_score": best,
+                        "best_step": self.metrics.get("best_step")}  # fmt: skip
+        if score < best:
+            self.metrics |= {"best_valid_score": score, "best_step": self.step}
+            if main:
+                save_checkpoint(self.out_dir / BEST, self.checkpoint(with_optimizer=False))
+        return metrics
+
     def fit(self, on_step: Callable[[int, float], None] | None = None) -> Checkpoint:
         """Train up to config.steps, validating, logging and checkpointing on the way."""
         config, main = self.config, self.context.is_main
@@ -161,8 +199,7 @@ class Trainer:
             loss = self.train_step()
             row = {"step": self.step, "loss": loss, "lr": config.lr_at(self.step - 1)}
             if self.step % config.validate_every == 0 or self.step == config.steps:
-                self.metrics = validate(self, config)
-                row.update(self.metrics)
+                row.update(self._validate(main))
             if main and (self.step % config.log_every == 0 or "valid_loss" in row):
                 row["seconds"] = round(time.perf_counter() - started, 2)
                 _append_metrics(self.out_dir / METRICS, row)

@@ -72,6 +72,24 @@ class WindowDataset(torch.utils.data.Dataset):
             self._files[k] = TrajectoryFile(self.root / self.runs[k]["file"])
         return self._files[k]
 
+    def event_weights(self, offset: int, weight: float, span_s: float) -> torch.Tensor:
+        """[len] sampling weight per window: `weight` when the window's frame `offset` lies
+        within `span_s` seconds after its run's event (attrs["start_time"]: the gate opening or
+        the drum starting to turn), 1 otherwise (and for runs without an event)."""
+        weights = torch.ones(len(self.index), dtype=torch.float64)
+        starts = np.array([start for _, start in self.index], dtype=np.int64)
+        runs = np.array([k for k, _ in self.index], dtype=np.int64)
+        for k in range(len(self.runs)):
+            traj = self.trajectory(k)
+            event = traj.attrs.get("start_time")
+            mine = np.flatnonzero(runs == k)
+            if event is None or len(mine) == 0:
+                continue
+            time = traj.time[starts[mine] + offset * self.stride]
+            near = (time >= event) & (time < event + span_s)
+            weights[torch.from_numpy(mine[near])] = weight
+        return weights
+
     def __getitem__(self, i: int) -> Window:
         k, start = self.index[i]
         traj = self.trajectory(k)
