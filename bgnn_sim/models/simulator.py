@@ -55,6 +55,7 @@ class BGNNSimulator:
         self.spec = spec
         self.graph_backend = graph_backend
         self.history = model.config.history
+        self.known_gravity = model.config.known_gravity
         # Gravity's acceleration in m/frame^2.
         self.known_acceleration = (0.0, 0.0, -GRAVITY * frame_dt**2)
 
@@ -80,7 +81,7 @@ class BGNNSimulator:
             torch.tensor(values, dtype=like.dtype, device=like.device)
             for values in (self.known_acceleration, moments["mean"], moments["std"])
         )
-        if not self.model.config.known_gravity:
+        if not self.known_gravity:
             return mean, std
         return known, torch.sqrt(std**2 + (mean - known) ** 2)
 

@@ -90,7 +90,7 @@ def _event_rollout(trainer, config, traj: TrajectoryFile, path: Path):
     """(flow error, wall crossings, particles) of one rollout from just before the run's event,
     or None when it diverged."""
     h = config.model.history
-    first = _first_frame(traj, h)
+    first = event_start_frame(traj, h)
     frames = min(_rollout_frames(traj, config), traj.n_frames - 1 - first)
     if frames < 1:
         return None
@@ -109,7 +109,7 @@ def _event_rollout(trainer, config, traj: TrajectoryFile, path: Path):
     return error, metrics["leakage_crossings"], int(state.active.sum())
 
 
-def _first_frame(traj: TrajectoryFile, history: int) -> int:
+def event_start_frame(traj: TrajectoryFile, history: int) -> int:
     """The frame a validation rollout starts from: LEAD_FRAMES before the run's event."""
     event = traj.attrs.get("start_time", float(traj.time[0]))
     at_event = int(np.searchsorted(traj.time, event - 1e-9))
