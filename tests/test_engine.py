@@ -194,3 +194,14 @@ def test_gravity_term_round_trips_through_a_cheating_network(tmp_path, known_gra
     g_dt2 = -9.81e-6 if known_gravity else STATS["acceleration"]["mean"][2]
     free = simulator.denormalise(torch.zeros(4, 3), torch.zeros(1, dtype=torch.float64))
     torch.testing.assert_close(free, torch.tensor([[0.0, 0.0, g_dt2]] * 4).double())
+
+
+@pytest.mark.parametrize("wall_channel", [False, True])
+def test_a_frame_without_particles_gives_no_accelerations(wall_channel):
+    """An emptied hopper still steps: the network maps no particles to no accelerations."""
+    truth, scene = fixture_run()
+    model = BGNN(BGNNConfig(latent=16, message_passing=2, wall_channel=wall_channel)).double()
+    simulator = BGNNSimulator(model, STATS, SPEC, frame_dt=1e-3)
+    state = state_from_trajectory(truth, 100, HISTORY)
+    state.active[:] = False
+    assert simulator.acceleration(scene, state).shape == (0, 3)

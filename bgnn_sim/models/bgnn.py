@@ -140,7 +140,8 @@ class InteractionBlock(nn.Module):
         # One scatter for both channels (slicing the edges apart would copy them, forward and
         # back); the wall channel's 1/k weights sum to 1, so any aggregation is their mean.
         incoming = aggregate(edges, inbox, weight, channels * n_particles, self.aggregation)
-        incoming = incoming.view(channels, n_particles, -1).transpose(0, 1).flatten(1)
+        width = edges.shape[1]
+        incoming = incoming.view(channels, n_particles, width).transpose(0, 1).flatten(1)
         particles = particles + self.node_mlp(torch.cat([incoming, particles], 1))
         return torch.cat([particles, nodes[n_particles:]]), edges
 
