@@ -200,7 +200,7 @@ def test_gravity_term_round_trips_through_a_cheating_network(tmp_path, known_gra
 def test_a_frame_without_particles_gives_no_accelerations(wall_channel):
     """An emptied hopper still steps: the network maps no particles to no accelerations."""
     truth, scene = fixture_run()
-    model = BGNN(BGNNConfig(latent=16, message_passing=2, wall_channel=wall_channel)).double()
+    model = BGNN(BGNNConfig(latent=16, message_passing=2, wall_channel=wall_channel))
     simulator = BGNNSimulator(model, STATS, SPEC, frame_dt=1e-3)
     state = state_from_trajectory(truth, 100, HISTORY)
     state.active[:] = False
