@@ -7,11 +7,11 @@ the split with the graph's size (particle edges and wall nodes per particle). Th
 rollout frames (untrained weights: the cost does not depend on them) from the first valid run's
 gate opening or drum start: neighbours, wall nodes, features, network, wall guard, the rest.
 
-    python benchmarks/training_profile.py data/hopper --config legacy --config new --steps 30
+    python benchmarks/training_profile.py data/hopper --steps 30
 
 `--config` takes a TOML file of `bgnn train`, or `legacy` (the recipe of the shipped models
-before issue 13: 4-radius cutoff, every triangle a wall node, linear edge features, no wall
-channel) or `new` (today's defaults).
+before issue 13, 64 x 3: 4-radius cutoff, every triangle a wall node, linear edge features, no
+wall channel); the default compares `legacy` with benchmarks/recipes/new.toml.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from bgnn_sim.training.distributed import Context
 from bgnn_sim.training.trainer import Trainer, step_generator
 from bgnn_sim.training.validation import event_start_frame
 
+RECIPE = "benchmarks/recipes/new.toml"
+
 
 def config_named(name: str) -> TrainConfig:
-    if name == "new":
-        return TrainConfig()
     if name == "legacy":
         defaults = TrainConfig()
         model = replace(defaults.model, latent=64, message_passing=3, **LEGACY_MODEL)
@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20, help="rollout frames timed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for name in args.config or ["legacy", "new"]:
+    for name in args.config or ["legacy", RECIPE]:
         config = replace(config_named(name), threads=args.threads)
         profile(args.dataset, config, 2)  # warm-up
         split, sizes = profile(args.dataset, config, args.steps)

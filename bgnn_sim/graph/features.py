@@ -47,7 +47,8 @@ class GraphSpec:
         wall_cutoff: particle-wall cutoff (m); None: the particle cutoff.
         radius: particle radius (m), the length scale of contact features.
         contact_features: inverse-distance edge features and nearest-wall node features.
-        merge_wall_nodes: one wall node per distinct closest point of a particle.
+        merge_wall_nodes: a particle keeps its face contacts and its nearest contact, one node
+            per shared closest point (see bgnn_sim/graph/walls.py).
     """
 
     cutoff: float

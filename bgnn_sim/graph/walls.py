@@ -66,7 +66,8 @@ def wall_nodes(
             the others are posed at `time`.
         time: Physical time (s) of `positions`.
         cutoff: Largest particle-wall distance kept (metres), > 0.
-        merge: One node per distinct closest point of a particle (see the module docstring).
+        merge: Face contacts and the nearest contact only, one node per shared point (see
+            the module docstring).
 
     Returns:
         The virtual nodes, in the dtype and on the device of `positions`.

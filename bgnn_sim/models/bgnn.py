@@ -37,7 +37,7 @@ class BGNNConfig:
         type_embedding: size of the type embedding.
         known_gravity: the network predicts the acceleration minus g dt^2.
         contact_features: inverse-distance edge and nearest-wall node features (graph).
-        merge_wall_nodes: one wall node per distinct closest point of a particle (graph).
+        merge_wall_nodes: face contacts and the nearest one, merged per shared point (graph).
         wall_channel: wall messages encoded and aggregated apart from particle messages.
     """
 
