@@ -288,6 +288,13 @@ def test_simulate_init_without_particles_names_the_frame(run_cli, tiny_hopper_mo
         assert not (tmp_path / "run").exists()
     code, _, err = run_cli(*base, "--start", "-30")  # the last frame with particles in it
     assert code == 0, err
+    # bgnn rollout reads its initial state the same way.
+    rollout = ("rollout", tiny_hopper_model, "--init", tmp_path / "empty_end.h5", "--frames", "2",
+               "-o", tmp_path / "out.h5")  # fmt: skip
+    for extra, message in [((), empty_last), (("--start", "500"), f"has {last + 1} frames")]:
+        code, _, err = run_cli(*rollout, *extra)
+        assert code == 1 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "out.h5").exists()
 
 
 def test_a_rollout_whose_particles_all_leave_writes_its_outputs(

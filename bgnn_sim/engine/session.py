@@ -10,7 +10,13 @@ import torch
 from bgnn_sim.dem.config import Timing
 from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD
 from bgnn_sim.engine.rollout import Backend, WindowBackend, rollout_to_file
-from bgnn_sim.engine.state import frame_stride, scene_from_trajectory, state_from_trajectory
+from bgnn_sim.engine.state import (
+    ParticleState,
+    frame_stride,
+    scene_from_trajectory,
+    state_from_trajectory,
+)
+from bgnn_sim.errors import ConfigError
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.io.outputs import check_writable
 from bgnn_sim.io.sources import open_source
@@ -29,6 +35,28 @@ def simulator_from_checkpoint(checkpoint: Checkpoint, device: str = "auto") -> B
     return BGNNSimulator(
         model, checkpoint.statistics, spec, frame_dt, checkpoint.config.graph_backend
     )
+
+
+def state_at(source, name: str, start: int, frame_dt: float, history: int) -> ParticleState:
+    """Frame `start` of `source` (a trajectory, read from `name`; negative: from the end) with
+    `history` model frames of `frame_dt` behind it; ConfigError for a frame out of range or one
+    without a particle present in it and its history (a bed not yet inserted, a hopper already
+    empty)."""
+    count = source.n_frames
+    if not -count <= start < count:
+        raise ConfigError(f"--start {start}: {name} has {count} frames (0 to {count - 1}, or "
+                          f"-{count} to -1 from the end)")  # fmt: skip
+    stride = frame_stride(source, frame_dt)
+    state = state_from_trajectory(source, start, history, stride=stride)
+    if not bool(state.active.any()):
+        frame = start % count
+        present = int(source.read(frame, frame + 1).active.sum())
+        found = "holds no particle" if not present else (
+            f"holds {present} particles, none of them present in the {history} model frames "
+            "before it as well")  # fmt: skip
+        raise ConfigError(f"--init {name}: frame {frame} (t = {state.time:.6g} s) {found}; "
+                          "choose a frame with --start F")  # fmt: skip
+    return state
 
 
 @dataclass
@@ -86,8 +114,7 @@ def rollout_session(
     simulator = trained.backend
     timing = trained.timing
     source = open_source(init, mesh=mesh, dem_dt=timing.dem_dt)
-    stride = frame_stride(source, timing.frame_dt)
-    state = state_from_trajectory(source, start, simulator.history, stride=stride)
+    state = state_at(source, init, start, timing.frame_dt, simulator.history)
     scene = scene_from_trajectory(source, timing.frame_dt)
     state = state.to(trained.device)
     attrs = {key: source.attrs[key] for key in SCENE_ATTRS if key in source.attrs}

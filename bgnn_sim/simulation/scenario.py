@@ -14,14 +14,12 @@ import trimesh
 
 from bgnn_sim.dem.config import Material, Timing
 from bgnn_sim.dem.settle import settle_with_liggghts
+from bgnn_sim.engine.session import state_at
 from bgnn_sim.engine.state import (
     ParticleState,
     Scene,
     Sink,
-    frame_stride,
-    state_from_trajectory,
 )
-from bgnn_sim.errors import ConfigError
 from bgnn_sim.geometry.container import AXES, Container, closed_solid, merged_mesh
 from bgnn_sim.geometry.fill import fill_container, particles_below, volume_below
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
@@ -119,25 +117,9 @@ def initial_state(
 
 
 def state_from_init(init: str, start: int, timing: Timing, history: int) -> ParticleState:
-    """Frame `start` of a trajectory or LIGGGHTS dumps (negative: from the end) with `history`
-    model frames behind it; ConfigError for a frame out of range or one without a particle
-    present in it and its history (a bed not yet inserted, a hopper already empty)."""
-    source = open_source(init, dem_dt=timing.dem_dt)
-    count = source.n_frames
-    if not -count <= start < count:
-        raise ConfigError(f"--start {start}: {init} has {count} frames (0 to {count - 1}, or "
-                          f"-{count} to -1 from the end)")  # fmt: skip
-    stride = frame_stride(source, timing.frame_dt)
-    state = state_from_trajectory(source, start, history, stride=stride)
-    if not bool(state.active.any()):
-        frame = start % count
-        present = int(source.read(frame, frame + 1).active.sum())
-        found = "holds no particle" if not present else (
-            f"holds {present} particles, none of them present in the {history} model frames "
-            "before it as well")  # fmt: skip
-        raise ConfigError(f"--init {init}: frame {frame} (t = {state.time:.6g} s) {found}; "
-                          "choose a frame with --start F")  # fmt: skip
-    return state
+    """Frame `start` of a trajectory or LIGGGHTS dumps (see `state_at`)."""
+    return state_at(open_source(init, dem_dt=timing.dem_dt), init, start, timing.frame_dt,
+                    history)  # fmt: skip
 
 
 def _labels(container: Container, positions: np.ndarray) -> np.ndarray:
