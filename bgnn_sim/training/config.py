@@ -37,6 +37,7 @@ class TrainConfig:
         validation_windows: windows of the valid split in the validation loss.
         validation_rollout: frames of each validation rollout from just before the event
             (0 = none); a drum's rollout lasts at least a quarter turn.
+        validation_runs: valid runs rolled out at each validation (the first ones).
         checkpoint_every: steps between checkpoints.
         log_every: steps between lines in metrics.csv.
         seed: everything random derives from it and the step number.
@@ -62,6 +63,7 @@ class TrainConfig:
     validate_every: int = 1000
     validation_windows: int = 50
     validation_rollout: int = 300
+    validation_runs: int = 5
     checkpoint_every: int = 1000
     log_every: int = 50
     seed: int = 0
@@ -102,6 +104,7 @@ LEGACY = {
     "wall_cutoff_radii": None,
     "event_weight": 1.0,
     "validation_rollout": 50,
+    "validation_runs": 2,
 }
 LEGACY_MODEL = {
     "known_gravity": False,

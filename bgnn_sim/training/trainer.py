@@ -36,8 +36,8 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
 BEST = "best.pt"
 METRIC_FIELDS = (
-    "step", "loss", "lr", "valid_loss", "valid_flow_error", "valid_crossings", "valid_score",
-    "seconds",
+    "step", "loss", "lr", "valid_loss", "valid_flow_error", "valid_crossings",
+    "valid_energy_error", "valid_score", "seconds",
 )  # fmt: skip
 
 
