@@ -235,6 +235,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     with path.open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        # A run written by an earlier version may log other columns: they are dropped.
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
