@@ -35,8 +35,8 @@ from torch import Tensor
 
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.proximity import closest_point_on_triangle_pairs, closest_point_on_triangles
-from bgnn_sim.geometry.wall import Wall
-from bgnn_sim.graph.walls import triangle_normals
+from bgnn_sim.geometry.wall import Wall, posed_triangles
+from bgnn_sim.graph.walls import triangle_normals, wall_velocity
 
 # Default gap, in particle radii. A resting DEM particle sits about one radius from a wall (the
 # real LIGGGHTS runs never come closer than ~0.9 radius), so half a radius never touches a
@@ -52,11 +52,6 @@ _TOLERANCE = 1e-6
 # Particles whose reach (gap + displacement) exceeds this many times the median reach are
 # searched separately, so that a few fast ones do not widen the proximity search of all.
 _FAST_REACH = 2.0
-# The proximity search reaches at least this many gaps (2 radii at the default gap), pairs
-# beyond a particle's own reach being dropped after: its broad phase registers every triangle in
-# each grid cell (edge >= cutoff) it covers, so a tiny cutoff costs more than it saves (200
-# beads in a hopper: 1.7 ms at 3 mm, 4.0 ms at 1.5 mm; 5,800 in a drum: 26 ms and 36 ms).
-_MIN_SEARCH_GAPS = 4.0
 
 
 @dataclass(frozen=True)
@@ -184,13 +179,11 @@ class _PosedWalls:
     def at(walls: list[Wall], t0: float, t1: float, like: Tensor) -> _PosedWalls | None:
         """The walls present at t1 in the dtype and on the device of `like`; None when there
         is no triangle to test."""
-        present = [wall for wall in walls if wall.present_at(t1) and len(wall.faces)]
-        if not present:
+        present, soup, owner = posed_triangles(walls, t1)
+        if len(soup) == 0:
             return None
-        posed = [torch.from_numpy(wall.triangles_at(t1)).to(like) for wall in present]
-        triangles = torch.cat(posed)
-        sizes = torch.tensor([len(t) for t in posed], device=like.device)
-        wall_index = torch.repeat_interleave(torch.arange(len(present), device=like.device), sizes)
+        triangles = torch.from_numpy(soup).to(like)
+        wall_index = torch.from_numpy(owner).to(like.device)
         carry = [_carry(wall, t0, t1, like) for wall in present]
         return _PosedWalls(present, triangles, triangle_normals(triangles), wall_index, carry, t1)
 
@@ -211,14 +204,7 @@ class _PosedWalls:
 
     def wall_velocity(self, points: Tensor, wall_index: Tensor) -> Tensor:
         """[P, 3] velocity (m/s) of the wall material at `points` [P, 3] at t1."""
-        points_np = points.detach().cpu().double().numpy()
-        index = wall_index.cpu().numpy()
-        velocity = np.zeros_like(points_np)
-        for k, wall in enumerate(self.walls):
-            mine = index == k
-            if mine.any():
-                velocity[mine] = wall.velocity_at(points_np[mine], self.t1)
-        return torch.from_numpy(velocity).to(points)
+        return wall_velocity(self.walls, wall_index.cpu().numpy(), points, self.t1)
 
 
 def _carry(wall: Wall, t0: float, t1: float, like: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -241,8 +227,7 @@ def _guard_pass(
         their new velocity (m per frame).
     """
     reach = gap + posed.farthest_move(x0, x1)  # a path through a wall ends this close to it
-    search = _MIN_SEARCH_GAPS * gap.max().item()
-    point, triangle, closest, distance = _contacts_within(x1, posed.triangles, reach, search)
+    point, triangle, closest, distance = _contacts_within(x1, posed.triangles, reach)
     normal, corner = posed.normals[triangle], posed.triangles[triangle, 0]
     start = posed.carried(x0[point], posed.wall_index[triangle])
     s0 = _dot(start - corner, normal)  # signed distances from the triangle's plane
@@ -276,13 +261,13 @@ def _guard_pass(
 
 
 def _contacts_within(
-    points: Tensor, triangles: Tensor, reach: Tensor, search: float
+    points: Tensor, triangles: Tensor, reach: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(point, triangle) pairs with distance <= reach[point]: point [P], triangle [P] indices,
-    closest [P, 3] points on the triangles, distance [P]. One search reaches `search` (m) or
-    _FAST_REACH x the median reach, whichever is larger; the fast particles beyond it are
-    searched apart, so that a few of them do not widen the search of all."""
-    common = max(search, _FAST_REACH * reach.median().item())
+    closest [P, 3] points on the triangles, distance [P]. One search reaches _FAST_REACH x the
+    median reach; the fast particles beyond it are searched apart, so that a few of them do not
+    widen the search of all."""
+    common = _FAST_REACH * reach.median().item()
     fast = reach > common
     parts = []
     for members in (torch.nonzero(~fast).squeeze(1), torch.nonzero(fast).squeeze(1)):

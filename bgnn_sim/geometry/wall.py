@@ -145,10 +145,31 @@ def make_gate(
     return Wall(name=name, vertices=vertices, faces=faces, removed_at=open_at)
 
 
+def posed_triangles(walls: list[Wall], t: float) -> tuple[list[Wall], np.ndarray, np.ndarray]:
+    """The walls present at time t, all their triangles [F, 3, 3] posed at t (F may be 0), and
+    the owner [F] of each triangle (its index into that list)."""
+    present = [w for w in walls if w.present_at(t)]
+    posed = [w.triangles_at(t) for w in present]
+    triangles = np.concatenate(posed) if posed else np.zeros((0, 3, 3))
+    return present, triangles, np.repeat(np.arange(len(present)), [len(p) for p in posed])
+
+
 def present_triangles(walls: list[Wall], t: float) -> np.ndarray:
     """Triangles [F, 3, 3] of every wall present at time t, posed at t (F may be 0)."""
-    present = [w.triangles_at(t) for w in walls if w.present_at(t)]
-    return np.concatenate(present) if present else np.zeros((0, 3, 3))
+    return posed_triangles(walls, t)[1]
+
+
+def wall_velocities(
+    walls: list[Wall], owner: np.ndarray, points: np.ndarray, t: float
+) -> np.ndarray:
+    """[P, 3] velocity (m/s) of the material of wall `walls[owner[p]]` at `points[p]` [P, 3]
+    (posed at time t); the loop runs over the few walls, never over points."""
+    velocity = np.zeros_like(points, dtype=float)
+    for k, wall in enumerate(walls):
+        mine = owner == k
+        if mine.any():
+            velocity[mine] = wall.velocity_at(points[mine], t)
+    return velocity
 
 
 def walls_bounds(walls: list[Wall]) -> np.ndarray:

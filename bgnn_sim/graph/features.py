@@ -35,7 +35,7 @@ from torch import Tensor
 
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.neighbors import radius_graph
-from bgnn_sim.graph.walls import WallNodes, wall_nodes
+from bgnn_sim.graph.walls import WallNodes, smallest_per_particle, wall_nodes
 
 
 @dataclass(frozen=True)
@@ -197,9 +197,7 @@ def nearest_wall_features(x: Tensor, nodes: WallNodes, radius: float) -> Tensor:
         return features
     away = x.index_select(0, nodes.particle_index) - nodes.position  # wall -> particle
     distance = torch.linalg.vector_norm(away, dim=1)
-    nearest = distance.new_full((len(x),), float("inf")).scatter_reduce(
-        0, nodes.particle_index, distance, "amin"
-    )
+    nearest = smallest_per_particle(nodes.particle_index, distance, len(x))
     # The node that attains its particle's minimum (ties: any, they are the same distance).
     is_nearest = distance == nearest.index_select(0, nodes.particle_index)
     owner, which = nodes.particle_index[is_nearest], is_nearest.nonzero().squeeze(1)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from bgnn_sim.geometry.proximity import TriangleContacts, closest_point_on_triangles
-from bgnn_sim.geometry.wall import Wall
+from bgnn_sim.geometry.wall import Wall, posed_triangles, wall_velocities
 
 # Closest points of one particle nearer than this (metres) are the same point (see merge).
 _SAME_POINT = 1e-9
@@ -72,13 +72,11 @@ def wall_nodes(
     Returns:
         The virtual nodes, in the dtype and on the device of `positions`.
     """
-    present = [wall for wall in walls if wall.present_at(time)]
-    posed = [wall.triangles_at(time) for wall in present]
-    if not posed or sum(len(t) for t in posed) == 0:
-        return _empty(positions)
-    triangles = torch.from_numpy(np.concatenate(posed)).to(positions)
     # One proximity query over all walls; the owner of each triangle is needed for velocities.
-    wall_of_triangle = np.repeat(np.arange(len(present)), [len(t) for t in posed])
+    present, soup, owner = posed_triangles(walls, time)
+    if len(soup) == 0:
+        return _empty(positions)
+    triangles = torch.from_numpy(soup).to(positions)
     contacts = closest_point_on_triangles(positions, triangles, cutoff)
     if len(contacts.point_index) == 0:
         return _empty(positions)
@@ -88,8 +86,8 @@ def wall_nodes(
         keep = _face_or_nearest(contacts, normal, away, len(positions))
         contacts = TriangleContacts(*(column[keep] for column in contacts))
         normal = _turned_towards(normal[keep], away[keep])
-    wall_index = wall_of_triangle[contacts.triangle_index.cpu().numpy()]
-    velocity = _wall_velocity(present, wall_index, contacts.closest, time)
+    velocity = wall_velocity(present, owner[contacts.triangle_index.cpu().numpy()],
+                             contacts.closest, time)  # fmt: skip
     particle, closest = contacts.point_index, contacts.closest
     if merge:
         particle, closest, normal, velocity = _merge_shared_points(
@@ -122,12 +120,16 @@ def _face_or_nearest(
     along = torch.linalg.vecdot(away, normal)[:, None] * normal
     sideways = torch.linalg.vector_norm(away - along, dim=1)
     face = sideways <= 1e-6 * contacts.distance + 1e-12
-    nearest = contacts.distance.new_full((n_particles,), float("inf")).scatter_reduce(
-        0, contacts.point_index, contacts.distance, "amin"
-    )
+    nearest = smallest_per_particle(contacts.point_index, contacts.distance, n_particles)
     # Within _SAME_POINT of the smallest: a shared edge's point reached through two triangles
     # has two distances that differ by round-off, and both must stay to be merged.
     return face | (contacts.distance <= nearest.index_select(0, contacts.point_index) + _SAME_POINT)
+
+
+def smallest_per_particle(particle_index: Tensor, value: Tensor, n_particles: int) -> Tensor:
+    """[n_particles] smallest `value` [P] of each particle's pairs (+inf for one without)."""
+    smallest = value.new_full((n_particles,), float("inf"))
+    return smallest.scatter_reduce(0, particle_index, value, "amin")
 
 
 def _turned_towards(normal: Tensor, toward: Tensor) -> Tensor:
@@ -162,19 +164,12 @@ def _merge_shared_points(
     return particle[first], closest[first], merged_normal, mean_velocity
 
 
-def _wall_velocity(walls: list[Wall], wall_index: np.ndarray, points: Tensor, t: float) -> Tensor:
-    """[W, 3] velocity (m/s) of wall `walls[wall_index[w]]` at `points[w]` [W, 3] at time t.
-
-    The motions are numpy code, so the contact points go through the CPU once; the loop runs
-    over the few walls, never over particles.
-    """
+def wall_velocity(walls: list[Wall], owner: np.ndarray, points: Tensor, t: float) -> Tensor:
+    """[P, 3] velocity (m/s) of wall `walls[owner[p]]` at `points[p]` [P, 3] at time t, in the
+    dtype and on the device of `points` (the motions are numpy code: the points go through the
+    CPU once)."""
     points_np = points.detach().cpu().double().numpy()
-    velocity = np.zeros_like(points_np)
-    for k, wall in enumerate(walls):
-        mine = wall_index == k
-        if mine.any():
-            velocity[mine] = wall.velocity_at(points_np[mine], t)
-    return torch.from_numpy(velocity).to(points)
+    return torch.from_numpy(wall_velocities(walls, owner, points_np, t)).to(points)
 
 
 def _empty(positions: Tensor) -> WallNodes:

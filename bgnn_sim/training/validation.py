@@ -95,15 +95,15 @@ def _event_rollouts(trainer, config) -> dict:
 def _event_rollout(trainer, config, traj: TrajectoryFile, path: Path):
     """(flow error, wall crossings, kinetic-energy relative error, particles) of one rollout
     from just before the run's event, or None when it diverged."""
-    h = config.model.history
+    h, scene = config.model.history, scene_from_trajectory(traj)
     first = event_start_frame(traj, h)
-    frames = min(_rollout_frames(traj, config), traj.n_frames - 1 - first)
+    frames = min(_rollout_frames(traj, config, scene.frame_dt), traj.n_frames - 1 - first)
     if frames < 1:
         return None
     state = state_from_trajectory(traj, first, h, dtype=torch.float64)
     attrs = {key: traj.attrs[key] for key in SCENE_ATTRS if key in traj.attrs}
     try:
-        rollout_to_file(trainer.simulator, scene_from_trajectory(traj), state.to(
+        rollout_to_file(trainer.simulator, scene, state.to(
             trainer.context.device), frames, path, attrs, wall_guard=None)  # fmt: skip
     except DivergenceError:
         return None
@@ -124,10 +124,9 @@ def event_start_frame(traj: TrajectoryFile, history: int) -> int:
     return min(max(history, at_event - LEAD_FRAMES), traj.n_frames - 2)
 
 
-def _rollout_frames(traj: TrajectoryFile, config) -> int:
+def _rollout_frames(traj: TrajectoryFile, config, frame_dt: float) -> int:
     """validation_rollout frames, and at least a quarter turn for a drum."""
     rpm = traj.attrs.get("scenario", {}).get("rpm")
     if not rpm:
         return config.validation_rollout
-    frame_dt = float(np.median(np.diff(traj.time)))
     return max(config.validation_rollout, math.ceil(15.0 / rpm / frame_dt))
