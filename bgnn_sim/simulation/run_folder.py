@@ -8,16 +8,13 @@ user's trajectory.h5 converted from LIGGGHTS has the same name and must survive 
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from fnmatch import fnmatch
 from pathlib import Path
 
-import h5py
-
-from bgnn_sim.errors import OutputError, OutputExistsError
-from bgnn_sim.io.hdf5 import FORMAT
+from bgnn_sim.errors import OutputError, OutputExistsError, TrajectoryError
+from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.io.outputs import check_folder_writable
 
 TRAJECTORY = "trajectory.h5"
@@ -65,11 +62,9 @@ def previous_run(out: Path, force: bool) -> list[Path]:
 def written_by_simulate(path: Path) -> bool:
     """Whether `path` is a trajectory file that `bgnn simulate` created."""
     try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                return False
-            metadata = json.loads(f.attrs.get("metadata", "{}"))
-    except (OSError, ValueError):  # not HDF5, or metadata that is not JSON
+        with TrajectoryFile(path) as trajectory:  # a killed run's file reads too
+            metadata = trajectory.attrs
+    except TrajectoryError:  # not HDF5, not a trajectory, corrupt metadata
         return False
     return isinstance(metadata, dict) and metadata.get("source") == SOURCE
 
