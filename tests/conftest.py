@@ -6,6 +6,19 @@ import pytest
 
 from bgnn_cli.main import app
 
+# Session fixtures that run the real LIGGGHTS: a tiny dataset, or a model trained on one.
+LIGGGHTS_FIXTURES = {"tiny_dataset", "tiny_drum_dataset", "tiny_hopper_model", "tiny_drum_model"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """`liggghts` on every test that uses a LIGGGHTS fixture; `slow` on every `liggghts` test."""
+    for item in items:
+        if LIGGGHTS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.liggghts)
+        if item.get_closest_marker("liggghts"):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def run_cli(capsys):

@@ -49,6 +49,7 @@ def test_liggghts_seeds_are_distinct_primes_above_10000():
     assert all(all(s % d for d in range(2, int(s**0.5) + 1)) for s in seeds)
 
 
+@pytest.mark.liggghts
 def test_tiny_hopper_runs_and_discharges(tmp_path):
     scenario = TINY_HOPPER.sample(1, MATERIAL)
     assert run_scenario(scenario, tmp_path / "run", MATERIAL, TIMING)
@@ -68,6 +69,7 @@ def test_tiny_hopper_runs_and_discharges(tmp_path):
     assert json.loads((tmp_path / "run" / DONE).read_text())["wall_seconds"] > 0
 
 
+@pytest.mark.liggghts
 def test_tiny_drum_rotates_two_labelled_halves(tmp_path):
     scenario = TINY_DRUM.sample(2, MATERIAL)
     run_scenarios([(scenario, tmp_path / "drum")], MATERIAL, TIMING, workers=1)
@@ -82,6 +84,7 @@ def test_tiny_drum_rotates_two_labelled_halves(tmp_path):
     assert traj.velocities[-1][bottom, 0].mean() < 0  # +y rotation moves the bottom towards -x
 
 
+@pytest.mark.liggghts
 def test_failed_run_reports_the_error_line(tmp_path):
     run_dir = tmp_path / "bad"
     deck = write_deck(TINY_HOPPER.sample(1, MATERIAL), run_dir, MATERIAL, TIMING)
@@ -96,6 +99,7 @@ def test_missing_liggghts_says_how_to_install(tmp_path, monkeypatch):
         run_scenarios([(TINY_HOPPER.sample(0, MATERIAL), tmp_path / "x")], MATERIAL, TIMING)
 
 
+@pytest.mark.liggghts
 @pytest.mark.parametrize("kind", ["hopper", "drum"])
 def test_generate_tiny_dataset(run_cli, tmp_path, kind):
     out = tmp_path / "data"
@@ -146,6 +150,7 @@ def test_generate_without_liggghts_is_one_line(run_cli, tmp_path, monkeypatch):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.liggghts
 def test_sanity_checks_catch_a_particle_in_the_wall(tmp_path):
     scenario = TINY_DRUM.sample(4, MATERIAL)
     run_scenario(scenario, tmp_path / "drum", MATERIAL, TIMING)
@@ -161,6 +166,7 @@ def test_sanity_checks_catch_a_particle_in_the_wall(tmp_path):
     assert not sanity_checks(traj, scenario, MATERIAL, start)["bookkeeping"]["passed"]
 
 
+@pytest.mark.liggghts
 def test_one_run_under_mpi(tmp_path):
     scenario = TINY_HOPPER.sample(5, MATERIAL)
     run_scenarios([(scenario, tmp_path / "mpi")], MATERIAL, TIMING, mpi_procs=2)
@@ -177,6 +183,7 @@ def test_trajectory_of_an_emptied_hopper_ends_at_its_first_empty_frame():
     assert trim_empty_tail(make_trajectory()).n_frames == 6
 
 
+@pytest.mark.liggghts
 def test_material_from_a_config_file(run_cli, tmp_path):
     config = tmp_path / "glass.toml"
     config.write_text(

@@ -50,6 +50,7 @@ class CheatingBackend:
         return x[2] - 2 * x[1] + x[0]
 
 
+@pytest.mark.slow
 def test_cheating_backend_reproduces_liggghts(tmp_path):
     truth, scene = fixture_run()
     state = state_from_trajectory(truth, HISTORY, HISTORY)
@@ -175,6 +176,7 @@ class CheatingNetwork(torch.nn.Module):
         return self.simulator.normalise(acceleration).double()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("known_gravity", [False, True])
 def test_gravity_term_round_trips_through_a_cheating_network(tmp_path, known_gravity):
     """The network's target is a - g dt^2 and the simulator adds g dt^2 back: a network that

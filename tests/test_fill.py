@@ -84,6 +84,7 @@ def test_volume_below_a_plane_is_exact_for_a_drum():
     assert particles_below(solid, 0.0, RADIUS) == int(0.6 * solid.volume / 2 / 3.351e-8 + 0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mesh", ["pyramid_hopper", "drum"])
 def test_fill_gives_a_settled_bed_inside_the_walls(mesh):
     container = inspect_container(load_walls(MESHES / f"{mesh}.stl"))

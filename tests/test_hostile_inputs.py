@@ -234,6 +234,7 @@ def test_a_broken_limit_exits_3_after_writing_the_report(run_cli, tmp_path):
 
 
 @needs_liggghts
+@pytest.mark.liggghts
 def test_a_real_series_dumped_before_insertion_and_after_deletion_converts(run_cli, tmp_path):
     """LIGGGHTS's own frames of no atom, text and VTK: frames in which no particle is active."""
     (tmp_path / "post" / "vtk").mkdir(parents=True)

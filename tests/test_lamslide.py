@@ -71,6 +71,7 @@ def test_swap_rate_counts_exchanged_particles():
     assert identity_swap_rate(truth[[1, 0, 2, 3]], truth) == 0.5
 
 
+@pytest.mark.slow
 def test_tiny_autoencoder_overfits_a_real_frame_without_swapping_identities(frame):
     torch.manual_seed(0)
     x, anchors, types, active, bounds = frame
@@ -136,6 +137,7 @@ def latent_frames(frames: int = 24) -> torch.Tensor:
         ])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_flow_matching_loss_decreases_and_sampling_is_seeded():
     latents = latent_frames()
     config = DynamicsConfig(width=TINY.width, heads=4, blocks=1, context=4, future=4,

@@ -86,6 +86,7 @@ def test_segment_against_one_triangle(start, end, crosses):
     assert result.dtype == bool and result.tolist() == [crosses]
 
 
+@pytest.mark.slow
 def test_segments_agree_with_trimesh_rays():
     """Generic segments of very different lengths (several broad-phase batches) against a
     closed mesh, checked with trimesh's independent ray-triangle intersection."""
