@@ -9,13 +9,13 @@ import pytest
 import torch
 import trimesh
 
+from bgnn_sim.dem.config import Material
 from bgnn_sim.errors import MeshError
 from bgnn_sim.geometry.container import closed_solid, inspect_container
 from bgnn_sim.geometry.fill import (
     FillError,
     bed_packing,
     fill_container,
-    particles_below,
     volume_below,
 )
 from bgnn_sim.geometry.generators import HopperSpec, drum, hopper
@@ -81,7 +81,8 @@ def test_volume_below_a_plane_is_exact_for_a_drum():
     # A circular segment of height h = R/2: area R^2 (pi/3 - sqrt(3)/4).
     segment = 0.05**2 * (math.pi / 3 - math.sqrt(3) / 4) * 0.04
     assert volume_below(solid, -0.025) == pytest.approx(segment, rel=1e-3)
-    assert particles_below(solid, 0.0, RADIUS) == int(0.6 * solid.volume / 2 / 3.351e-8 + 0.5)
+    half = Material(radius=RADIUS).settled_count(volume_below(solid, 0.0))
+    assert half == int(0.6 * solid.volume / 2 / 3.351e-8 + 0.5)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from bgnn_sim.errors import ConfigError
 from bgnn_sim.models.bgnn import BGNNConfig, InteractionBlock, aggregate
 
 
@@ -34,5 +35,5 @@ def test_weighted_aggregations(kind, expected):
 
 
 def test_unknown_aggregation_is_refused():
-    with pytest.raises(ValueError, match="aggregation"):
+    with pytest.raises(ConfigError, match="aggregation must be one of 'mean', 'sum', 'vpa'"):
         BGNNConfig(aggregation="max")

@@ -6,27 +6,36 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bgnn_sim.configfile import read_toml, typed
+from bgnn_sim.configfile import Checked, read_toml, setting, subtable, typed
 from bgnn_sim.errors import ConfigError
 
 # m/s^2, along -z: the decks' `fix gravity` and the learned simulators' known term.
 GRAVITY = 9.81
+# Solid fraction of a settled bed of monodisperse spheres (random close packing is ~0.64): what
+# turns a bed's volume (a drum's fill level, a hopper's fill height) into a particle count.
+SETTLED_PACKING = 0.6
+
+
+def sphere_volume(radius):
+    """Volume (m^3) of spheres of `radius` (m): a float, or an array of them."""
+    return 4.0 / 3.0 * math.pi * radius**3
 
 
 @dataclass(frozen=True)
-class Material:
+class Material(Checked):
     """Monodisperse spheres and their contact parameters (Hertz, tangential history, epsd2).
 
     Defaults are the project's reference material (glass-like beads of 4 mm diameter).
     """
 
-    radius: float = 0.002  # m
-    density: float = 2500.0  # kg/m^3
-    youngs_modulus: float = 5e6  # Pa (softened, as usual in DEM, to allow a larger step)
-    poisson_ratio: float = 0.4
-    restitution: float = 0.5
-    friction: float = 0.5
-    rolling_friction: float = 0.1
+    radius: float = setting(0.002, above=0.0)  # m
+    density: float = setting(2500.0, above=0.0)  # kg/m^3
+    # Pa (softened, as usual in DEM, to allow a larger step)
+    youngs_modulus: float = setting(5e6, above=0.0)
+    poisson_ratio: float = setting(0.4, at_least=0.0, below=0.5)
+    restitution: float = setting(0.5, above=0.0, at_most=1.0)  # the damping takes log(e)
+    friction: float = setting(0.5, at_least=0.0)
+    rolling_friction: float = setting(0.1, at_least=0.0)
 
     @property
     def diameter(self) -> float:
@@ -34,15 +43,19 @@ class Material:
 
     @property
     def particle_volume(self) -> float:
-        return 4.0 / 3.0 * math.pi * self.radius**3
+        return sphere_volume(self.radius)
+
+    def settled_count(self, volume: float) -> int:
+        """Particles that a settled bed of `volume` (m^3) holds."""
+        return int(SETTLED_PACKING * volume / self.particle_volume)
 
 
 @dataclass(frozen=True)
-class Timing:
+class Timing(Checked):
     """DEM step and the learned simulator's frame (a whole number of DEM steps)."""
 
-    dem_dt: float = 2.5e-5  # s
-    steps_per_frame: int = 40  # a frame of 1 ms
+    dem_dt: float = setting(2.5e-5, above=0.0)  # s
+    steps_per_frame: int = setting(40, at_least=1)  # a frame of 1 ms
 
     @property
     def frame_dt(self) -> float:
@@ -62,5 +75,5 @@ def load_dem_config(path: str | Path) -> tuple[Material, Timing]:
         raise ConfigError(
             f"{path}: unknown tables {sorted(unknown)}; expected [material], [timing]"
         )
-    material = typed(Material, data.get("material", {}), f"{path} [material]")
-    return material, typed(Timing, data.get("timing", {}), f"{path} [timing]")
+    material = typed(Material, subtable(data, "material", str(path)), f"{path} [material]")
+    return material, typed(Timing, subtable(data, "timing", str(path)), f"{path} [timing]")

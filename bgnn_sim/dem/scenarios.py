@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bgnn_sim.dem.config import SETTLED_PACKING as SETTLED_PACKING  # the benchmarks' import
 from bgnn_sim.dem.config import Material
 from bgnn_sim.geometry.generators import HOPPER_SHAPES, HopperSpec
 
 # Solid fraction that insert/pack reaches reliably when it drops spheres at random without
 # overlap (random sequential addition jams near 0.38): the insertion space is sized for it.
 INSERTION_PACKING = 0.25
-# Solid fraction of a settled bed of spheres, used to turn a drum's fill level into a count.
-SETTLED_PACKING = 0.6
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ class DrumFamily:
         length = round(rng.uniform(*self.length), 4)
         fill = rng.uniform(*self.fill)
         bed_volume = fill * math.pi * radius**2 * length
-        n = int(bed_volume * SETTLED_PACKING / material.particle_volume)
+        n = material.settled_count(bed_volume)
         rpm = round(rng.uniform(*self.rpm), 2)
         return DrumScenario(radius, length, n, rpm, self.revolutions, self.settle_time, seed=seed)
 

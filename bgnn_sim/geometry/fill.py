@@ -20,6 +20,7 @@ import trimesh
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from bgnn_sim.dem.config import SETTLED_PACKING, sphere_volume
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.geometry.proximity import closest_point_on_triangle_pairs, closest_point_on_triangles
 
@@ -37,7 +38,6 @@ LATTICE = 1.0  # start spacing (diameters): solid fraction ~0.52
 REST_SPEED = 0.03
 MIN_TIME, MAX_TIME = 5.0, 80.0  # settling time bounds (tau)
 MAX_OVERLAP = 0.05  # of a diameter: the largest overlap a settled bed may keep
-SETTLED_PACKING = 0.6  # solid fraction that turns a fill height into a particle count
 
 
 class FillError(BgnnError):
@@ -68,12 +68,6 @@ def fill_container(
     return x.numpy() * d
 
 
-def particles_below(solid: trimesh.Trimesh, height: float, radius: float) -> int:
-    """Particles of `radius` that fill the container up to `height` (m, absolute z) at the
-    solid fraction of a settled bed."""
-    return int(SETTLED_PACKING * volume_below(solid, height) / (4 / 3 * math.pi * radius**3))
-
-
 def volume_below(solid: trimesh.Trimesh, height: float) -> float:
     """Volume (m^3) of a closed, outward-wound mesh below the plane z = height.
 
@@ -101,7 +95,7 @@ def bed_packing(positions: np.ndarray, radius: float, solid: trimesh.Trimesh) ->
     np.maximum.at(top, column.ravel(), positions[:, 2])
     surface = float(top.mean())
     below = int((positions[:, 2] <= surface).sum())
-    return below * 4 / 3 * math.pi * radius**3 / volume_below(solid, surface)
+    return below * sphere_volume(radius) / volume_below(solid, surface)
 
 
 def _loose_start(

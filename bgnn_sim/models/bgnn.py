@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from bgnn_sim.configfile import Checked, setting
 from bgnn_sim.graph.features import edge_feature_count, particle_feature_count
 
 AGGREGATIONS = ("mean", "sum", "vpa")
@@ -24,7 +25,7 @@ WALL_FEATURES = 10
 
 
 @dataclass(frozen=True)
-class BGNNConfig:
+class BGNNConfig(Checked):
     """Size and shape of the network (defaults: BGNN's hopper model).
 
     Attributes:
@@ -41,21 +42,17 @@ class BGNNConfig:
         wall_channel: wall messages encoded and aggregated apart from particle messages.
     """
 
-    latent: int = 128
-    mlp_layers: int = 2
-    message_passing: int = 5
-    aggregation: str = "mean"
-    history: int = 5
-    n_types: int = 2
-    type_embedding: int = 16
+    latent: int = setting(128, at_least=1)
+    mlp_layers: int = setting(2, at_least=0)
+    message_passing: int = setting(5, at_least=0)
+    aggregation: str = setting("mean", one_of=AGGREGATIONS)
+    history: int = setting(5, at_least=1)
+    n_types: int = setting(2, at_least=1)
+    type_embedding: int = setting(16, at_least=1)
     known_gravity: bool = True
     contact_features: bool = True
     merge_wall_nodes: bool = True
     wall_channel: bool = True
-
-    def __post_init__(self) -> None:
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation {self.aggregation!r} not in {AGGREGATIONS}")
 
     @property
     def particle_features(self) -> int:

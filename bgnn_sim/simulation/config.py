@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from bgnn_sim.configfile import Checked, setting
 from bgnn_sim.errors import ConfigError
 from bgnn_sim.pretrained import BACKENDS
 
@@ -21,10 +22,11 @@ DEFAULT_HOPPER_SECONDS = 1.5
 
 
 FILLS = ("geometric", "liggghts")
+AXES = ("x", "y", "z")  # geometry.container.AXES (not imported: trimesh is slow to import)
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Checked):
     """One simulation; SI units. None means "inferred from the geometry and the model".
 
     Attributes:
@@ -57,45 +59,33 @@ class SimulationConfig:
 
     mesh: Path
     out: Path
-    scale: float = 1.0
-    particles: int | None = None
-    fill_height: float | None = None
-    fill: str = "geometric"
+    scale: float = setting(1.0, above=0.0)
+    particles: int | None = setting(None, at_least=1)
+    fill_height: float | None = setting(None, above=0.0)
+    fill: str = setting("geometric", one_of=FILLS)
     init: str | None = None
     start: int = -1
-    open_at: float = 0.05
-    rpm: float = DEFAULT_RPM
-    axis: str | None = None
-    duration: float | None = None
+    open_at: float = setting(0.05, at_least=0.0)
+    rpm: float = setting(DEFAULT_RPM, above=0.0)
+    axis: str | None = setting(None, one_of=AXES)
+    duration: float | None = setting(None, above=0.0)
     model: Path | None = None
-    backend: str | None = None
+    backend: str | None = setting(None, one_of=BACKENDS)
     device: str = "auto"
-    seed: int = 0
-    vtk_every: int = 10
-    samples: int = 1
+    seed: int = setting(0, at_least=0)
+    vtk_every: int = setting(10, at_least=1)
+    samples: int = setting(1, at_least=1)
     force: bool = False
     wall_guard: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # types and ranges
         if self.particles is not None and self.fill_height is not None:
             raise ConfigError("give --particles or --fill-height, not both")
-        if self.fill not in FILLS:
-            raise ConfigError(f"fill must be one of {FILLS}, not {self.fill!r}")
-        if self.backend not in (None, *BACKENDS):
-            raise ConfigError(f"backend must be one of {BACKENDS}, not {self.backend!r}")
         if self.init is None and self.start != -1:
             raise ConfigError("--start picks a frame of --init; give --init SRC")
         if self.init is not None and (self.particles or self.fill_height):
             raise ConfigError("--init brings its own particles: drop --particles/--fill-height")
-        for name in ("scale", "rpm", "vtk_every", "samples"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
-        for name in ("particles", "fill_height", "duration"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be positive, not {value}")
-        if self.open_at < 0:
-            raise ConfigError(f"open_at must be >= 0, not {self.open_at}")
 
     def as_table(self) -> dict:
         """Plain values (paths as strings) for the resolved config file."""

@@ -21,7 +21,7 @@ from bgnn_sim.engine.state import (
     Sink,
 )
 from bgnn_sim.geometry.container import AXES, Container, closed_solid, merged_mesh
-from bgnn_sim.geometry.fill import fill_container, particles_below, volume_below
+from bgnn_sim.geometry.fill import fill_container, volume_below
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.io.sources import open_source
 from bgnn_sim.simulation.config import (
@@ -67,21 +67,22 @@ def simulated_seconds(container: Container, config: SimulationConfig) -> float:
 
 
 def fill_count(
-    container: Container, solid: trimesh.Trimesh, config: SimulationConfig, radius: float
+    container: Container, solid: trimesh.Trimesh, config: SimulationConfig, material: Material
 ) -> int:
-    """Particles to fill in: the setting, else enough for the fill height (or its default) in
-    the container's closed solid."""
+    """Particles to fill in: the setting, else a settled bed up to the fill height (or its
+    default) in the container's closed solid."""
     if config.particles is not None:
         return config.particles
     bottom, top = container.bounds[:, 2]
     if config.fill_height is not None:
-        return particles_below(solid, bottom + config.fill_height, radius)
-    if container.kind == "hopper":
-        return particles_below(solid, bottom + DEFAULT_HOPPER_FILL * (top - bottom), radius)
-    heights = np.linspace(bottom, top, 201)  # the height that holds the default fraction
-    fractions = np.array([volume_below(solid, h) for h in heights]) / solid.volume
-    height = float(np.interp(DEFAULT_DRUM_FILL, fractions, heights))
-    return particles_below(solid, height, radius)
+        height = bottom + config.fill_height
+    elif container.kind == "hopper":
+        height = bottom + DEFAULT_HOPPER_FILL * (top - bottom)
+    else:
+        heights = np.linspace(bottom, top, 201)  # the height that holds the default fraction
+        fractions = np.array([volume_below(solid, h) for h in heights]) / solid.volume
+        height = float(np.interp(DEFAULT_DRUM_FILL, fractions, heights))
+    return material.settled_count(volume_below(solid, height))
 
 
 def initial_state(
@@ -98,7 +99,7 @@ def initial_state(
         return state_from_init(config.init, config.start, timing, history)
     radius = material.radius
     solid = closed_solid(container)
-    n = fill_count(container, solid, config, radius)
+    n = fill_count(container, solid, config, material)
     positions = fill_container(solid, n, radius, seed=config.seed)
     if config.fill == "liggghts":
         gate_z = container.outlet.z if container.kind == "hopper" else None

@@ -6,13 +6,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bgnn_sim.configfile import read_toml, typed
+from bgnn_sim.configfile import Checked, read_toml, setting, subtable, typed
 from bgnn_sim.graph.features import GraphSpec
+from bgnn_sim.graph.neighbors import BACKENDS as NEIGHBOUR_BACKENDS
 from bgnn_sim.models.bgnn import BGNNConfig
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """How to train a BGNN (defaults: a short CPU-friendly run; raise `steps` on a GPU).
 
     Attributes:
@@ -47,27 +48,27 @@ class TrainConfig:
     """
 
     model: BGNNConfig = field(default_factory=BGNNConfig)
-    steps: int = 20_000
-    windows_per_step: int = 2
-    lr: float = 1e-4
-    lr_final: float = 1e-6
-    noise_std: float = 3e-7
-    pushforward: int = 0
-    pushforward_stage: int = 0
-    pushforward_chance: float | None = None
-    event_weight: float = 10.0
-    event_span_s: float = 0.1
-    cutoff_radii: float = 3.0
-    wall_cutoff_radii: float | None = 4.0
-    threads: int = 0
-    validate_every: int = 1000
-    validation_windows: int = 50
-    validation_rollout: int = 300
-    validation_runs: int = 5
-    checkpoint_every: int = 1000
-    log_every: int = 50
-    seed: int = 0
-    graph_backend: str = "auto"
+    steps: int = setting(20_000, at_least=1)
+    windows_per_step: int = setting(2, at_least=1)
+    lr: float = setting(1e-4, above=0.0)
+    lr_final: float = setting(1e-6, above=0.0)
+    noise_std: float = setting(3e-7, at_least=0.0)
+    pushforward: int = setting(0, at_least=0)
+    pushforward_stage: int = setting(0, at_least=0)
+    pushforward_chance: float | None = setting(None, at_least=0.0, at_most=1.0)
+    event_weight: float = setting(10.0, above=0.0)
+    event_span_s: float = setting(0.1, at_least=0.0)
+    cutoff_radii: float = setting(3.0, above=0.0)
+    wall_cutoff_radii: float | None = setting(4.0, above=0.0)
+    threads: int = setting(0, at_least=0)
+    validate_every: int = setting(1000, at_least=1)
+    validation_windows: int = setting(50, at_least=1)
+    validation_rollout: int = setting(300, at_least=0)
+    validation_runs: int = setting(5, at_least=1)
+    checkpoint_every: int = setting(1000, at_least=1)
+    log_every: int = setting(50, at_least=1)
+    seed: int = setting(0, at_least=0)
+    graph_backend: str = setting("auto", one_of=NEIGHBOUR_BACKENDS)
     deterministic: bool = True
 
     def graph_spec(self, radius: float) -> GraphSpec:
@@ -118,7 +119,8 @@ def config_from_dict(data: dict, source: str = "config", legacy: bool = False) -
     """Build a TrainConfig from nested dicts (a [model] table inside). With `legacy` (a
     checkpoint's stored config), keys it lacks take their LEGACY values."""
     data = dict(data)
-    model = dict(data.pop("model", {}))
+    model = dict(subtable(data, "model", source))
+    data.pop("model", None)
     if legacy:
         data = {**LEGACY, **data}
         model = {**LEGACY_MODEL, **model}

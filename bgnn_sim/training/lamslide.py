@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from bgnn_sim.configfile import read_toml, typed
+from bgnn_sim.configfile import Checked, read_toml, setting, subtable, typed
 from bgnn_sim.dem.dataset import training_description
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.io.outputs import write_atomically
@@ -61,15 +61,15 @@ DYNAMICS_FORMAT = "bgnn-sim-lamslide-dynamics"
 
 
 @dataclass(frozen=True)
-class StageTraining:
+class StageTraining(Checked):
     """What both stages share: Adam steps at a rate decaying exponentially from `lr` to
     `lr_final`, checkpoints, the seed of the draws."""
 
-    steps: int = 20_000
-    lr: float = 3e-4
-    lr_final: float = 3e-5
-    checkpoint_every: int = 250
-    seed: int = 0
+    steps: int = setting(20_000, at_least=1)
+    lr: float = setting(3e-4, above=0.0)
+    lr_final: float = setting(3e-5, above=0.0)
+    checkpoint_every: int = setting(250, at_least=1)
+    seed: int = setting(0, at_least=0)
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ class AutoencoderTraining(StageTraining):
     """Settings of stage 1 (the autoencoder)."""
 
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    neighbour_radii: float = 4.0
-    stride: int = 5
-    reach: int = 11
+    neighbour_radii: float = setting(4.0, above=0.0)
+    stride: int = setting(5, at_least=1)
+    reach: int = setting(11, at_least=1)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ def load_stage_settings(stage: str, path: str | Path | None, steps: int | None):
     }[stage]
     data = dict(read_toml(path)) if path is not None else {}
     source = str(path or "defaults")
-    model = typed(model_type, data.pop("model", {}), f"{source} [model]")
+    model = typed(model_type, subtable(data, "model", source), f"{source} [model]")
+    data.pop("model", None)
     settings = typed(settings_type, {**data, "model": model}, source)
     return settings if steps is None else dataclasses.replace(settings, steps=steps)
 

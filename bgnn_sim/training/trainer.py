@@ -21,6 +21,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from bgnn_sim.configfile import write_toml
+from bgnn_sim.dem.config import Timing
 from bgnn_sim.dem.dataset import read_manifest, training_description
 from bgnn_sim.engine.rollout import euler_step
 from bgnn_sim.models.bgnn import BGNN
@@ -61,7 +62,7 @@ class Trainer:
         manifest = read_manifest(dataset_dir)
         self.statistics = manifest["statistics"]
         material, timing = manifest["material"], manifest["timing"]
-        self.frame_dt = timing["dem_dt"] * timing["steps_per_frame"]
+        self.frame_dt = Timing(**timing).frame_dt
         length = config.model.history + 2 + config.pushforward
         self.train_set = WindowDataset(dataset_dir, "train", length)
         self.valid_set = WindowDataset(dataset_dir, "valid", config.model.history + 2)

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from bgnn_sim.configfile import Checked, setting
 from bgnn_sim.geometry.wall import Wall, walls_bounds
 from bgnn_sim.models.lamslide.ids import FactorisedIds
 
 
 @dataclass(frozen=True)
-class AutoencoderConfig:
+class AutoencoderConfig(Checked):
     """Sizes of the autoencoder.
 
     Attributes:
@@ -47,16 +48,16 @@ class AutoencoderConfig:
             data's particle diameter; set by the trainer).
     """
 
-    width: int = 128
-    latents: int = 128
-    heads: int = 4
-    encoder_blocks: int = 2
-    frequencies: int = 8
-    n_types: int = 2
-    id_pool: int = 32
-    id_factors: int = 3
-    id_dim: int = 96
-    displacement_unit: float = 0.004
+    width: int = setting(128, at_least=1)
+    latents: int = setting(128, at_least=1)
+    heads: int = setting(4, at_least=1)
+    encoder_blocks: int = setting(2, at_least=0)
+    frequencies: int = setting(8, at_least=1)
+    n_types: int = setting(2, at_least=1)
+    id_pool: int = setting(32, at_least=1)
+    id_factors: int = setting(3, at_least=1)
+    id_dim: int = setting(96, at_least=1)
+    displacement_unit: float = setting(0.004, above=0.0)
 
 
 @dataclass

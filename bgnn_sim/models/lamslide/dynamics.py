@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bgnn_sim.configfile import Checked, setting
 from bgnn_sim.geometry.wall import Rotation, Wall
 
 # Triangle features for geometry tokens: centroid (3, normalised), normal (3), area (1).
@@ -30,7 +31,7 @@ WALL_STATE = 4
 
 
 @dataclass(frozen=True)
-class DynamicsConfig:
+class DynamicsConfig(Checked):
     """Sizes of the latent dynamics model.
 
     Attributes:
@@ -42,13 +43,13 @@ class DynamicsConfig:
         sampling_steps: Euler steps of the ODE sampler.
     """
 
-    width: int = 128
-    heads: int = 4
-    blocks: int = 4
-    context: int = 4
-    future: int = 8
-    wall_state: int = WALL_STATE
-    sampling_steps: int = 10
+    width: int = setting(128, at_least=1)
+    heads: int = setting(4, at_least=1)
+    blocks: int = setting(4, at_least=0)
+    context: int = setting(4, at_least=1)
+    future: int = setting(8, at_least=1)
+    wall_state: int = setting(WALL_STATE, at_least=1)
+    sampling_steps: int = setting(10, at_least=1)
 
 
 class LatentDynamics(nn.Module):
