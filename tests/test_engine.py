@@ -145,6 +145,43 @@ def test_model_is_invariant_to_translating_the_scene(aggregation):
     np.testing.assert_allclose(model(graph).detach(), model(shifted).detach(), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_verlet_lists_leave_a_rollout_unchanged():
+    """Kept neighbour lists while the hopper discharges: particles leave into the sink."""
+    torch.manual_seed(0)
+    truth, scene = fixture_run()
+    model = BGNN(BGNNConfig(latent=32, message_passing=2))
+    ends, frames = [], 40
+    for skin in (None, 2e-3):
+        simulator = BGNNSimulator(model, STATS, SPEC, frame_dt=1e-3, skin=skin)
+        state = state_from_trajectory(truth, 60, HISTORY)
+        ends.append(rollout(simulator, scene, state, frames))
+    assert torch.equal(ends[0].positions, ends[1].positions)
+    assert ends[1].active.sum() < state.active.sum()
+    assert 1 <= simulator.lists.builds < frames
+
+
+@pytest.mark.slow
+def test_compiled_network_gives_the_plain_results():
+    """torch.compile (dynamic shapes) on graphs of two sizes, one with wall nodes."""
+    torch.manual_seed(0)
+    truth, scene = fixture_run()
+    model = BGNN(BGNNConfig(latent=32, message_passing=2)).eval()
+    simulator = BGNNSimulator(model, STATS, SPEC, frame_dt=1e-3)
+    graphs = []
+    for frame in (HISTORY, 100):
+        state = state_from_trajectory(truth, frame, HISTORY)
+        history = state.history[:, state.active]
+        graphs.append(simulator.graph(history, state.types[state.active], scene.walls,
+                                      state.time, 1e-3))  # fmt: skip
+    assert graphs[0].n_particles != graphs[1].n_particles and graphs[1].n_wall_nodes > 0
+    simulator.compile()
+    with torch.no_grad():
+        for graph in graphs:
+            torch.testing.assert_close(simulator.network(graph), model(graph), rtol=1e-4,
+                                       atol=1e-5)  # fmt: skip
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_rollout_matches_cpu():
     torch.manual_seed(0)

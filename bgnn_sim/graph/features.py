@@ -34,8 +34,8 @@ import torch
 from torch import Tensor
 
 from bgnn_sim.geometry.wall import Wall
-from bgnn_sim.graph.neighbors import radius_graph
-from bgnn_sim.graph.walls import WallNodes, smallest_per_particle, wall_nodes
+from bgnn_sim.graph.verlet import FrameNeighbours, fresh_neighbours
+from bgnn_sim.graph.walls import WallNodes, smallest_per_particle, wall_nodes_from_contacts
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ def build_graph(
     stats: dict,
     frame_dt: float,
     backend: str = "auto",
+    neighbours: FrameNeighbours | None = None,
 ) -> Graph:
     """Builds the BGNN input graph of the last frame of `history`.
 
@@ -133,6 +134,8 @@ def build_graph(
             stats["velocity"]["mean"] and ["std"] (m/frame, per axis).
         frame_dt: Time between frames (s), to turn wall velocities (m/s) into m/frame.
         backend: Neighbour search backend, see `radius_graph`.
+        neighbours: the frame's particle edges and wall contacts within the spec's cutoffs,
+            when the caller keeps them (a rollout's `VerletLists`); None: searched afresh.
 
     Returns:
         The graph, in the dtype and on the device of `history`.
@@ -141,8 +144,13 @@ def build_graph(
     mean, std = _velocity_moments(stats, history)
     x = history[-1]
     n = x.shape[0]
-    particle_edges = radius_graph(x, spec.cutoff, backend=backend)
-    nodes = wall_nodes(x, walls, time, spec.walls_reach, merge=spec.merge_wall_nodes)
+    if neighbours is None:
+        neighbours = fresh_neighbours(x, walls, time, spec.cutoff, spec.walls_reach, backend)
+    particle_edges = neighbours.particle_edges
+    nodes = wall_nodes_from_contacts(
+        x, neighbours.contacts, neighbours.triangles, neighbours.walls, neighbours.owner, time,
+        merge=spec.merge_wall_nodes,
+    )  # fmt: skip
     edge_index = _edge_index(particle_edges, nodes, n)
     # Node positions in edge_index numbering: particles, then wall nodes (receivers are particles).
     node_position = torch.cat((x, nodes.position))

@@ -72,12 +72,24 @@ def wall_nodes(
     Returns:
         The virtual nodes, in the dtype and on the device of `positions`.
     """
-    # One proximity query over all walls; the owner of each triangle is needed for velocities.
     present, soup, owner = posed_triangles(walls, time)
-    if len(soup) == 0:
-        return _empty(positions)
     triangles = torch.from_numpy(soup).to(positions)
     contacts = closest_point_on_triangles(positions, triangles, cutoff)
+    return wall_nodes_from_contacts(positions, contacts, triangles, present, owner, time, merge)
+
+
+def wall_nodes_from_contacts(
+    positions: Tensor,
+    contacts: TriangleContacts,
+    triangles: Tensor,
+    present: list[Wall],
+    owner: np.ndarray,
+    time: float,
+    merge: bool = False,
+) -> WallNodes:
+    """The virtual nodes of the (particle, triangle) pairs `contacts` (all pairs within the
+    cutoff, sorted by particle), from triangles [F, 3, 3] of the walls `present` at `time`
+    (`owner` [F]: index into `present`); see `wall_nodes`."""
     if len(contacts.point_index) == 0:
         return _empty(positions)
     normal = triangle_normals(triangles).index_select(0, contacts.triangle_index)

@@ -16,6 +16,7 @@ from bgnn_sim.dem.config import GRAVITY
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.features import Graph, GraphSpec, build_graph
+from bgnn_sim.graph.verlet import FrameNeighbours, VerletLists
 from bgnn_sim.models.bgnn import BGNN
 
 
@@ -40,6 +41,8 @@ class BGNNSimulator:
         spec: cutoffs and feature options of the graph (they must match the model's config).
         frame_dt: seconds per frame, the scale of the known gravity term.
         graph_backend: neighbour search ("auto", "kdtree", "torch_cluster").
+        skin: rollouts keep Verlet lists with this skin (m) between frames (see
+            bgnn_sim/graph/verlet.py); None searches every frame afresh.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class BGNNSimulator:
         spec: GraphSpec,
         frame_dt: float,
         graph_backend: str = "auto",
+        skin: float | None = None,
     ) -> None:
         self.model = model
         self.statistics = statistics
@@ -58,14 +62,30 @@ class BGNNSimulator:
         self.known_gravity = model.config.known_gravity
         # Gravity's acceleration in m/frame^2.
         self.known_acceleration = (0.0, 0.0, -GRAVITY * frame_dt**2)
+        self.lists = None
+        if skin is not None:
+            self.lists = VerletLists(spec.cutoff, spec.walls_reach, skin, graph_backend)
+        self.network = model  # what a frame calls: the model, or its compiled form
+
+    def compile(self) -> None:
+        """Run the network through torch.compile (fused per-edge work; dynamic shapes, as the
+        graph changes size every frame). The first frames pay the compilation."""
+        self.network = torch.compile(self.model, dynamic=True)
 
     def graph(
-        self, history: Tensor, types: Tensor, walls: list[Wall], time: float, frame_dt: float
+        self,
+        history: Tensor,
+        types: Tensor,
+        walls: list[Wall],
+        time: float,
+        frame_dt: float,
+        neighbours: FrameNeighbours | None = None,
     ) -> Graph:
-        """The network's float32 input for positions [H+1, n, 3] (m) and types [n] (from 1)."""
+        """The network's float32 input for positions [H+1, n, 3] (m) and types [n] (from 1);
+        `neighbours` as `build_graph` takes them (None: searched afresh)."""
         graph = build_graph(
             history, types - 1, walls, time, self.spec, self.statistics, frame_dt,
-            self.graph_backend,
+            self.graph_backend, neighbours,
         )  # fmt: skip
         return as_float32(graph)
 
@@ -97,6 +117,10 @@ class BGNNSimulator:
 
     def acceleration(self, scene: Scene, state: ParticleState) -> Tensor:
         history = state.history[-(self.history + 1) :, state.active]
+        neighbours = None
+        if self.lists is not None:
+            neighbours = self.lists.neighbours(state.positions, state.active, scene.walls,
+                                               state.time)  # fmt: skip
         graph = self.graph(history, state.types[state.active], scene.walls, state.time,
-                           scene.frame_dt)  # fmt: skip
-        return self.denormalise(self.model(graph), history)
+                           scene.frame_dt, neighbours)  # fmt: skip
+        return self.denormalise(self.network(graph), history)

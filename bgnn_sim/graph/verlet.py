@@ -1,0 +1,189 @@
+"""Verlet lists: a rollout's neighbour candidates kept between frames, as DEM codes keep them.
+
+A fresh search per frame (a k-d tree for particle pairs, a grid for particle-triangle pairs)
+costs the same whether or not anything moved. `VerletLists` searches once within the cutoffs
+plus a skin and keeps the candidates; each frame then tests only them, with the same exact test
+as the fresh search (`radius_graph`, `closest_point_on_triangles`), so the graph is identical.
+The lists are rebuilt when they may have missed a pair: when some particle has moved more than
+half the skin since the build (two particles closing in on each other), when a particle and a
+wall together have moved more than the skin (a turning drum's wall counts), or when the set of
+walls changes (a gate that opens).
+
+Candidates are kept in the state's numbering (all particles, active or not), so that particles
+leaving through a sink do not force a rebuild: each frame drops the inactive ones and renumbers
+the rest in order, which keeps the sort order that the fresh search returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bgnn_sim.geometry.proximity import (
+    TriangleContacts,
+    closest_point_on_triangle_pairs,
+    closest_point_on_triangles,
+)
+from bgnn_sim.geometry.wall import Wall, posed_triangles
+from bgnn_sim.graph.neighbors import radius_graph
+
+
+@dataclass
+class FrameNeighbours:
+    """One frame's neighbours, over the active particles numbered in order (0..n-1).
+
+    Attributes:
+        particle_edges: [2, E] sender, receiver within the particle cutoff, sorted by
+            (receiver, sender), as `radius_graph` returns them.
+        contacts: every (particle, triangle) pair within the wall cutoff, sorted by
+            (particle, triangle), as `closest_point_on_triangles` returns them.
+        walls: the walls present at the frame's time; the triangles below are theirs, in order.
+        triangles: [F, 3, 3] their triangles posed at that time, in the positions' dtype.
+        owner: [F] index into `walls` of each triangle.
+    """
+
+    particle_edges: Tensor
+    contacts: TriangleContacts
+    walls: list[Wall]
+    triangles: Tensor
+    owner: np.ndarray
+
+
+def fresh_neighbours(
+    positions: Tensor, walls: list[Wall], time: float, cutoff: float, wall_cutoff: float,
+    backend: str = "auto",
+) -> FrameNeighbours:  # fmt: skip
+    """Neighbours of one frame from fresh searches: positions [n, 3] (m) at `time` (s)."""
+    present, soup, owner = posed_triangles(walls, time)
+    edges = radius_graph(positions, cutoff, backend=backend)
+    triangles = torch.from_numpy(soup).to(positions)
+    return FrameNeighbours(edges, closest_point_on_triangles(positions, triangles, wall_cutoff),
+                           present, triangles, owner)  # fmt: skip
+
+
+@dataclass
+class _Build:
+    """What the last build saw: positions [N, 3] of all particles, the active mask [N], the
+    triangles [F, 3, 3] and which walls they belong to, and the candidates with their distances
+    at that moment."""
+
+    positions: Tensor
+    active: Tensor
+    present: tuple[int, ...]
+    triangles: Tensor
+    pairs: Tensor  # [2, C] sender, receiver (state numbering), sorted by (receiver, sender)
+    pair_distance: Tensor  # [C]
+    contacts: TriangleContacts  # point_index in state numbering, distance within reach + skin
+
+
+class VerletLists:
+    """Particle pairs and particle-triangle pairs within the cutoffs plus `skin`, rebuilt only
+    when a pair may have been missed (see the module docstring). One instance serves any number
+    of rollouts: a jump in positions or a change of scene simply triggers a rebuild.
+
+    Args:
+        cutoff: particle-particle cutoff (m).
+        wall_cutoff: particle-wall cutoff (m).
+        skin: extra reach of the candidates (m), > 0. Larger skins rebuild less often but test
+            more candidates per frame.
+        backend: the neighbour search of a build (see `radius_graph`).
+    """
+
+    def __init__(self, cutoff: float, wall_cutoff: float, skin: float, backend: str = "auto"):
+        if not skin > 0:
+            raise ValueError(f"the skin must be > 0, got {skin}")
+        self.cutoff, self.wall_cutoff, self.skin, self.backend = cutoff, wall_cutoff, skin, backend
+        self.builds = 0  # how many times the lists were built (for benchmarks and tests)
+        self._build: _Build | None = None
+
+    def neighbours(
+        self, positions: Tensor, active: Tensor, walls: list[Wall], time: float
+    ) -> FrameNeighbours:
+        """The frame's neighbours of the active particles.
+
+        Args:
+            positions: [N, 3] positions (m) of all particles of the state at `time` (s).
+            active: [N] bool, the particles in the simulation.
+            walls: all walls of the scene (those present at `time` are used, posed at it).
+        """
+        present, soup, owner = posed_triangles(walls, time)
+        triangles = torch.from_numpy(soup).to(positions)
+        key = tuple(id(wall) for wall in present)
+        moved = self._moved(positions, active, key, triangles)
+        if moved is None:
+            self._build = self._new_build(positions, active, key, triangles)
+            moved = positions.new_zeros(len(positions)), 0.0
+        particle_moved, wall_moved = moved
+        local = torch.cumsum(active, 0) - 1  # state numbering -> active numbering
+        edges = self._particle_edges(positions, active, particle_moved)
+        contacts = self._contacts(positions, active, triangles, particle_moved, wall_moved)
+        contacts = contacts._replace(point_index=local.index_select(0, contacts.point_index))
+        return FrameNeighbours(local[edges], contacts, present, triangles, owner)
+
+    def _moved(
+        self, positions: Tensor, active: Tensor, key: tuple, triangles: Tensor
+    ) -> tuple[Tensor, float] | None:
+        """Each particle's distance from where the build saw it [N] and the walls' largest
+        vertex displacement (m), or None when the lists must be rebuilt."""
+        build = self._build
+        if (
+            build is None
+            or build.present != key
+            or build.positions.shape != positions.shape
+            or build.triangles.shape != triangles.shape
+            or bool((active & ~build.active).any())  # a particle the build did not see
+        ):
+            return None
+        particle_moved = torch.linalg.vector_norm(positions - build.positions, dim=1)
+        particle_moved = torch.where(active, particle_moved, 0.0)
+        wall_moved = 0.0
+        if len(triangles):
+            wall_moved = torch.linalg.vector_norm(triangles - build.triangles, dim=2).max().item()
+        farthest = particle_moved.max().item() if len(particle_moved) else 0.0
+        if not (2 * farthest <= self.skin and farthest + wall_moved <= self.skin):
+            return None
+        return particle_moved, wall_moved
+
+    def _new_build(self, positions: Tensor, active: Tensor, key: tuple, triangles: Tensor):
+        """Candidates within the cutoffs + skin around the active particles."""
+        self.builds += 1
+        index = torch.nonzero(active).squeeze(1)
+        x = positions.index_select(0, index)
+        pairs = index[radius_graph(x, self.cutoff + self.skin, backend=self.backend)]
+        pair_distance = torch.linalg.vector_norm(positions[pairs[1]] - positions[pairs[0]], dim=1)
+        contacts = closest_point_on_triangles(x, triangles, self.wall_cutoff + self.skin)
+        contacts = contacts._replace(point_index=index.index_select(0, contacts.point_index))
+        return _Build(positions.clone(), active.clone(), key, triangles.clone(), pairs,
+                      pair_distance, contacts)  # fmt: skip
+
+    def _particle_edges(self, positions: Tensor, active: Tensor, moved: Tensor) -> Tensor:
+        """[2, E] pairs (state numbering) within the cutoff now, by the exact test of
+        `radius_graph`. A pair's distance changed by at most the sum of its ends' moves, so
+        only the candidates that could have come within the cutoff are measured."""
+        build = self._build
+        sender, receiver = build.pairs
+        reachable = build.pair_distance <= self.cutoff + moved[sender] + moved[receiver]
+        pairs = build.pairs[:, reachable & active[sender] & active[receiver]]
+        distance = torch.linalg.vector_norm(positions[pairs[1]] - positions[pairs[0]], dim=1)
+        return pairs[:, distance <= self.cutoff]
+
+    def _contacts(
+        self, positions: Tensor, active: Tensor, triangles: Tensor, moved: Tensor,
+        wall_moved: float,
+    ) -> TriangleContacts:  # fmt: skip
+        """(particle, triangle) pairs (state numbering) within the wall cutoff now, with the
+        exact closest points of `closest_point_on_triangles`."""
+        found = self._build.contacts
+        point = found.point_index
+        reachable = found.distance <= self.wall_cutoff + moved[point] + wall_moved
+        keep = (reachable & active[point]).nonzero().squeeze(1)
+        point, triangle = point.index_select(0, keep), found.triangle_index.index_select(0, keep)
+        query = positions.index_select(0, point)
+        closest = closest_point_on_triangle_pairs(query, triangles.index_select(0, triangle))
+        distance = torch.linalg.vector_norm(query - closest, dim=1)
+        within = (distance <= self.wall_cutoff).nonzero().squeeze(1)
+        return TriangleContacts(*(column.index_select(0, within)
+                                  for column in (point, triangle, closest, distance)))  # fmt: skip
