@@ -17,6 +17,15 @@ Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs
 Scale = Annotated[
     float, typer.Option(help="Factor applied to mesh coordinates (0.001 for millimetres).")
 ]
+Threads = Annotated[int, typer.Option(min=0, help="CPU threads for the network (0: all cores).")]
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="BGNN: compile the network (torch.compile): frames ~2x faster on CPU after "
+        "10-45 s of compilation, which pays on long or large rollouts.",
+    ),
+]
 DemDt = Annotated[float, typer.Option(help="LIGGGHTS time step (s): time = step x dt.")]
 NoWallGuard = Annotated[
     bool,
@@ -250,6 +259,8 @@ def rollout(
     device: Device = "auto",
     force: Force = False,
     no_wall_guard: NoWallGuard = False,
+    threads: Threads = 0,
+    compile: Compile = False,
 ) -> None:
     """Roll out a trained model from a LIGGGHTS state or a trajectory."""
     from bgnn_cli.progress import progress_bar
@@ -261,7 +272,7 @@ def rollout(
     if vtk is not None:
         check_vtk_dir(vtk, force)
     corrections = rollout_session(checkpoint, init, frames, output, start, mesh, device, force,
-                                  progress_bar, wall_guard=not no_wall_guard)  # fmt: skip
+                                  progress_bar, not no_wall_guard, threads, compile)  # fmt: skip
     guarded = "raw model" if corrections is None else f"wall guard: {corrections} corrections"
     typer.echo(f"wrote {output}: {frames} frames ({guarded})")
     if vtk is not None:
@@ -317,6 +328,8 @@ def simulate(
     scale: Scale = 1.0,
     force: Force = False,
     no_wall_guard: NoWallGuard = False,
+    threads: Threads = 0,
+    compile: Compile = False,
 ) -> None:
     """Fill a container, simulate the flow with a learned model, write ParaView files + plots."""
     from bgnn_cli.progress import progress_bar
@@ -328,7 +341,8 @@ def simulate(
         particles=particles, fill_height=fill_height, fill=fill.value, init=init,
         start=start, open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model,
         backend=backend and backend.value, device=device, seed=seed, vtk_every=vtk_every,
-        samples=samples, force=force, wall_guard=not no_wall_guard,
+        samples=samples, force=force, wall_guard=not no_wall_guard, threads=threads,
+        compile=compile,
     )  # fmt: skip
     result = run_simulation(config, progress_bar, say=typer.echo)
     summary = result.summary

@@ -103,7 +103,7 @@ class HopperFamily:
             top=round(top, 4),
             depth=self.depth_diameters * material.diameter,
         )
-        spec = _with_bin_for(spec, n, material)
+        spec = with_bin_for(spec, n, material)
         return HopperScenario(
             spec, n, self.settle_time, self.settled_record, self.discharge_time, seed=seed
         )
@@ -131,7 +131,7 @@ class DrumFamily:
         return DrumScenario(radius, length, n, rpm, self.revolutions, self.settle_time, seed=seed)
 
 
-def _with_bin_for(spec: HopperSpec, n_particles: int, material: Material) -> HopperSpec:
+def with_bin_for(spec: HopperSpec, n_particles: int, material: Material) -> HopperSpec:
     """The spec with a vertical bin tall enough to insert `n_particles` at INSERTION_PACKING."""
     inner = spec.top - material.diameter  # sphere centres stay a radius off the walls
     if spec.shape == "conical":

@@ -22,7 +22,7 @@ from bgnn_sim.io.outputs import check_writable
 from bgnn_sim.io.sources import open_source
 from bgnn_sim.models.simulator import BGNNSimulator
 from bgnn_sim.training.checkpoint import Checkpoint, checkpoint_from_payload, read_payload
-from bgnn_sim.training.distributed import resolve_device
+from bgnn_sim.training.distributed import resolve_device, use_threads
 from bgnn_sim.trajectory import SCENE_ATTRS
 
 
@@ -77,18 +77,25 @@ class TrainedModel:
         return Timing(**self.data["timing"])
 
 
-def load_model(path: str | Path, device: str = "auto", seed: int = 0) -> TrainedModel:
+def load_model(
+    path: str | Path, device: str = "auto", seed: int = 0, compile: bool = False
+) -> TrainedModel:
     """A BGNN checkpoint or a LaM-SLidE stage-2 checkpoint (told apart by their format tag).
-    LaM-SLidE runs on the CPU for now; `seed` draws its identifiers and sampling noise."""
+    LaM-SLidE runs on the CPU for now; `seed` draws its identifiers and sampling noise.
+    `compile`: a BGNN's network through torch.compile (see BGNNSimulator.compile)."""
     from bgnn_sim.training import lamslide
 
     payload = read_payload(path)  # read once, then told apart
     if isinstance(payload, dict) and payload.get("format") == lamslide.DYNAMICS_FORMAT:
+        if compile:
+            raise ConfigError(f"--compile is for BGNN models; {path} is a LaM-SLidE model")
         backend = lamslide.lamslide_from_payload(payload, str(path), seed)
         return TrainedModel("lamslide", backend, payload["data"], payload["step"],
                             torch.device("cpu"))  # fmt: skip
     trained = checkpoint_from_payload(payload, path)
     backend = simulator_from_checkpoint(trained, device)
+    if compile:
+        backend.compile()
     return TrainedModel(
         "bgnn", backend, trained.data, trained.step, next(backend.model.parameters()).device
     )
@@ -105,12 +112,15 @@ def rollout_session(
     force: bool = False,
     progress=None,
     wall_guard: bool = True,
+    threads: int = 0,
+    compile: bool = False,
 ) -> int | None:
     """Roll a trained model out from frame `start` of `init` into `output` (see bgnn rollout);
     returns the wall guard's corrections over the run (None with `wall_guard` off: the raw
-    model)."""
+    model). `threads`: torch CPU threads (0: all cores); `compile`: see load_model."""
     check_writable(Path(output), force)
-    trained = load_model(checkpoint, device)
+    use_threads(threads)
+    trained = load_model(checkpoint, device, compile=compile)
     simulator = trained.backend
     timing = trained.timing
     source = open_source(init, mesh=mesh, dem_dt=timing.dem_dt)

@@ -55,6 +55,8 @@ class SimulationConfig(Checked):
         force: replace a previous run folder.
         wall_guard: keep particles on their side of the walls (bgnn_sim/engine/guard.py, a
             safety net); False runs the raw model (--no-wall-guard).
+        threads: torch CPU threads (0: all cores).
+        compile: a BGNN's network through torch.compile (faster frames after a compilation).
     """
 
     mesh: Path
@@ -77,6 +79,8 @@ class SimulationConfig(Checked):
     samples: int = setting(1, at_least=1)
     force: bool = False
     wall_guard: bool = True
+    threads: int = setting(0, at_least=0)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()  # types and ranges

@@ -44,6 +44,7 @@ from bgnn_sim.simulation.scenario import (
     scene_for,
     simulated_seconds,
 )
+from bgnn_sim.training.distributed import use_threads
 
 
 @dataclass
@@ -69,7 +70,8 @@ def simulate(
     say(f"{config.mesh}: {container.describe()}")
     say(_plan(container, config))
     model_path = config.model or pretrained_model(container.kind, config.backend or "bgnn")
-    trained = load_model(model_path, config.device, config.seed)
+    use_threads(config.threads)
+    trained = load_model(model_path, config.device, config.seed, config.compile)
     if config.backend not in (None, trained.method):
         raise ConfigError(f"--backend {config.backend}, but {model_path} is a {trained.method} "
                           "model")  # fmt: skip

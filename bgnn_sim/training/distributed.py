@@ -42,6 +42,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def use_threads(threads: int) -> None:
+    """Run torch's CPU work on `threads` threads; 0 keeps torch's default (all cores)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
 def start(device: str, distributed: bool) -> Context:
     """Join the torchrun process group when `distributed`; one process otherwise."""
     if not distributed:

@@ -28,7 +28,7 @@ from bgnn_sim.models.bgnn import BGNN
 from bgnn_sim.models.simulator import BGNNSimulator
 from bgnn_sim.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from bgnn_sim.training.config import TrainConfig
-from bgnn_sim.training.distributed import Context
+from bgnn_sim.training.distributed import Context, use_threads
 from bgnn_sim.training.noise import noisy_history
 from bgnn_sim.training.validation import validate
 from bgnn_sim.training.windows import Window, WindowDataset
@@ -57,8 +57,7 @@ class Trainer:
         self.out_dir, self.config, self.context = Path(out_dir), config, context
         # Multithreaded scatter-adds sum in a varying order; exact resume needs a fixed one.
         torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
+        use_threads(config.threads)
         manifest = read_manifest(dataset_dir)
         self.statistics = manifest["statistics"]
         material, timing = manifest["material"], manifest["timing"]
