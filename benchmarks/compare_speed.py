@@ -20,8 +20,8 @@ from pathlib import Path
 from bgnn_sim.analysis.distances import kinetic_energy
 from bgnn_sim.analysis.leakage import leakage_report
 from bgnn_sim.analysis.mixing import mixing_curve
-from bgnn_sim.analysis.session import compare_session
 from bgnn_sim.analysis.summary import AnalysisOptions
+from bgnn_sim.app.analyze import compare_session
 from bgnn_sim.io.hdf5 import TrajectoryFile, write_trajectory
 
 

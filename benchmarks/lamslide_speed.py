@@ -20,12 +20,12 @@ import torch
 
 from bgnn_sim.dem.scenarios import SETTLED_PACKING
 from bgnn_sim.engine.rollout import rollout
-from bgnn_sim.engine.session import TrainedModel, load_model
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.container import closed_solid, inspect_container
 from bgnn_sim.geometry.fill import fill_container
 from bgnn_sim.geometry.generators import drum
 from bgnn_sim.geometry.wall import Rotation, Wall
+from bgnn_sim.models.loading import TrainedModel, load_model
 from bgnn_sim.pretrained import pretrained_model
 
 RADIUS = 0.002

@@ -10,8 +10,8 @@ import typer
 
 from bgnn_cli.app import App
 from bgnn_cli.options import check_device, check_limits
+from bgnn_sim.app.simulation_config import DEFAULT_RPM
 from bgnn_sim.errors import LimitExceededError
-from bgnn_sim.simulation.config import DEFAULT_RPM
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 Scale = Annotated[
@@ -206,7 +206,7 @@ def train(
 ) -> None:
     """Train a BGNN on a LIGGGHTS dataset (resumable; multi-GPU through torchrun)."""
     from bgnn_cli.progress import progress_bar
-    from bgnn_sim.training.session import train_session
+    from bgnn_sim.app.train import train_session
 
     if backend == Backend.lamslide:
         _train_lamslide(dataset, out, config, resume, steps, force, stage, autoencoder)
@@ -264,7 +264,7 @@ def rollout(
 ) -> None:
     """Roll out a trained model from a LIGGGHTS state or a trajectory."""
     from bgnn_cli.progress import progress_bar
-    from bgnn_sim.engine.session import rollout_session
+    from bgnn_sim.app.rollout import rollout_session
     from bgnn_sim.io.outputs import check_output_file
     from bgnn_sim.io.vtk import check_vtk_dir
 
@@ -333,8 +333,8 @@ def simulate(
 ) -> None:
     """Fill a container, simulate the flow with a learned model, write ParaView files + plots."""
     from bgnn_cli.progress import progress_bar
-    from bgnn_sim.simulation.config import SimulationConfig
-    from bgnn_sim.simulation.session import simulate as run_simulation
+    from bgnn_sim.app.simulate import simulate as run_simulation
+    from bgnn_sim.app.simulation_config import SimulationConfig
 
     config = SimulationConfig(
         mesh=mesh, out=out or Path(f"{mesh.stem}-simulation"), scale=scale,
@@ -378,8 +378,8 @@ def analyze(
     force: Force = False,
 ) -> None:
     """Measure one trajectory: discharge or drum flow, mixing, energy, leakage; plots."""
-    from bgnn_sim.analysis.session import analyze_session
     from bgnn_sim.analysis.summary import AnalysisOptions
+    from bgnn_sim.app.analyze import analyze_session
 
     options = AnalysisOptions(outlet_z, density, mixing_bins)
     metrics = analyze_session(trajectory, out, options, dem_dt, force)
@@ -410,8 +410,8 @@ def compare(
     force: Force = False,
 ) -> None:
     """Compare a rollout with LIGGGHTS: curve errors, distances, leakage; plots and report."""
-    from bgnn_sim.analysis.session import compare_session, exceeded, parse_limits
     from bgnn_sim.analysis.summary import AnalysisOptions
+    from bgnn_sim.app.analyze import compare_session, exceeded, parse_limits
 
     limits = parse_limits(fail_above or [])
     options = AnalysisOptions(outlet_z, density, mixing_bins)

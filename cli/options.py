@@ -33,7 +33,7 @@ def check_device(value: str) -> str:
 
 def check_limits(values: list[str] | None) -> list[str] | None:
     """--fail-above METRIC=VALUE: known metric names and numbers, before the comparison runs."""
-    from bgnn_sim.analysis.session import parse_limits
+    from bgnn_sim.app.analyze import parse_limits
     from bgnn_sim.errors import ConfigError
 
     try:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from bgnn_sim.app.simulation_config import SimulationConfig
 from bgnn_sim.configfile import Checked, setting, typed
 from bgnn_sim.dem.config import SETTLED_PACKING, Material, Timing
-from bgnn_sim.engine.session import load_model
 from bgnn_sim.errors import ConfigError
+from bgnn_sim.models.loading import load_model
 from bgnn_sim.pretrained import pretrained_model
-from bgnn_sim.simulation.config import SimulationConfig
 from bgnn_sim.training.config import LEGACY, LEGACY_MODEL, config_from_dict, load_train_config
 from tests.helpers import MESHES
 

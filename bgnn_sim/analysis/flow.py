@@ -25,9 +25,8 @@ from scipy import stats
 
 from bgnn_sim.analysis.scene import drum_axis, drum_radius, particle_masses, rotating_wall
 from bgnn_sim.errors import BgnnError
+from bgnn_sim.physics import GRAVITY
 from bgnn_sim.trajectory import Trajectory
-
-GRAVITY = 9.81  # m/s^2
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from bgnn_sim.configfile import Checked, read_toml, setting, subtable, typed
 from bgnn_sim.errors import ConfigError
-
-# m/s^2, along -z: the decks' `fix gravity` and the learned simulators' known term.
-GRAVITY = 9.81
-# Solid fraction of a settled bed of monodisperse spheres (random close packing is ~0.64): what
-# turns a bed's volume (a drum's fill level, a hopper's fill height) into a particle count.
-SETTLED_PACKING = 0.6
-
-
-def sphere_volume(radius):
-    """Volume (m^3) of spheres of `radius` (m): a float, or an array of them."""
-    return 4.0 / 3.0 * math.pi * radius**3
+from bgnn_sim.physics import GRAVITY as GRAVITY  # where the decks and benchmarks read them
+from bgnn_sim.physics import SETTLED_PACKING as SETTLED_PACKING
+from bgnn_sim.physics import sphere_volume as sphere_volume
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bgnn_sim.errors import BgnnError
+from bgnn_sim.errors import BgnnError, ConfigError
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.trajectory import Trajectory
@@ -150,3 +150,25 @@ def scene_from_trajectory(
     sink_z = scenario.get("sink_z", -scenario["sink_depth"] if "sink_depth" in scenario else None)
     sinks = [] if sink_z is None else [Sink(sink_z)]
     return Scene(walls=trajectory.walls, frame_dt=frame_dt, sinks=sinks)
+
+
+def state_at(source, name: str, start: int, frame_dt: float, history: int) -> ParticleState:
+    """Frame `start` of `source` (a trajectory, read from `name`; negative: from the end) with
+    `history` model frames of `frame_dt` behind it; ConfigError for a frame out of range or one
+    without a particle present in it and its history (a bed not yet inserted, a hopper already
+    empty)."""
+    count = source.n_frames
+    if not -count <= start < count:
+        raise ConfigError(f"--start {start}: {name} has {count} frames (0 to {count - 1}, or "
+                          f"-{count} to -1 from the end)")  # fmt: skip
+    stride = frame_stride(source, frame_dt)
+    state = state_from_trajectory(source, start, history, stride=stride)
+    if not bool(state.active.any()):
+        frame = start % count
+        present = int(source.read(frame, frame + 1).active.sum())
+        found = "holds no particle" if not present else (
+            f"holds {present} particles, none of them present in the {history} model frames "
+            "before it as well")  # fmt: skip
+        raise ConfigError(f"--init {name}: frame {frame} (t = {state.time:.6g} s) {found}; "
+                          "choose a frame with --start F")  # fmt: skip
+    return state

@@ -20,9 +20,9 @@ import trimesh
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from bgnn_sim.dem.config import SETTLED_PACKING, sphere_volume
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.geometry.proximity import closest_point_on_triangle_pairs, closest_point_on_triangles
+from bgnn_sim.physics import SETTLED_PACKING, sphere_volume
 
 STIFFNESS = 2000.0  # K: contact force per overlap, sphere weights per diameter
 TIME_STEP = 0.2 / math.sqrt(STIFFNESS)  # ~1/20 of a contact's oscillation period

@@ -12,12 +12,12 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from bgnn_sim.dem.config import GRAVITY
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.features import Graph, GraphSpec, build_graph
 from bgnn_sim.graph.verlet import FrameNeighbours, VerletLists
 from bgnn_sim.models.bgnn import BGNN
+from bgnn_sim.physics import GRAVITY
 
 
 def as_float32(graph: Graph) -> Graph:

@@ -1,4 +1,5 @@
-"""Checkpoints: weights, full configs, normalisation statistics, data description, version.
+"""Training checkpoints (the format itself, and reading it for inference: models.loading):
+weights, full configs, normalisation statistics, data description, version.
 
 A checkpoint is a torch file holding only plain containers and tensors (loaded with
 `weights_only=True`), written atomically so a kill never leaves half a checkpoint.
@@ -16,14 +17,9 @@ from bgnn_sim import __version__
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.io.outputs import write_atomically
 from bgnn_sim.models.bgnn import BGNN
+from bgnn_sim.models.loading import FORMAT, VERSION, build_bgnn, check_header, read_payload
+from bgnn_sim.models.loading import CheckpointError as CheckpointError  # the format's error
 from bgnn_sim.training.config import TrainConfig, config_from_dict
-
-FORMAT = "bgnn-sim-checkpoint"
-VERSION = 1
-
-
-class CheckpointError(BgnnError):
-    """A file that is not a readable bgnn-sim checkpoint of a supported version."""
 
 
 @dataclasses.dataclass
@@ -49,9 +45,7 @@ class Checkpoint:
     metrics: dict = dataclasses.field(default_factory=dict)
 
     def build_model(self, device: torch.device | str = "cpu") -> BGNN:
-        model = BGNN(self.config.model)
-        model.load_state_dict(self.model)
-        return model.to(device).eval()
+        return build_bgnn(self.config.model, self.model, device)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
@@ -71,27 +65,9 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     return checkpoint_from_payload(read_payload(path, map_location), path)
 
 
-def read_payload(path: str | Path, map_location: str = "cpu") -> Any:
-    """The contents of a torch checkpoint file (plain containers and tensors only), or a
-    CheckpointError for a missing or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from exc
-
-
 def checkpoint_from_payload(payload: Any, path: str | Path) -> Checkpoint:
     """Validate a BGNN checkpoint's contents (read from `path`, named in errors)."""
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a bgnn-sim checkpoint")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint version {payload.get('version')} is not supported "
-            f"(this bgnn-sim reads version {VERSION})"
-        )
+    check_header(payload, path)
     try:
         fields = {f.name for f in dataclasses.fields(Checkpoint)}
         values = {k: v for k, v in payload.items() if k in fields}

@@ -10,6 +10,7 @@ from bgnn_sim.configfile import Checked, read_toml, setting, subtable, typed
 from bgnn_sim.graph.features import GraphSpec
 from bgnn_sim.graph.neighbors import BACKENDS as NEIGHBOUR_BACKENDS
 from bgnn_sim.models.bgnn import BGNNConfig
+from bgnn_sim.models.loading import LEGACY_GRAPH, LEGACY_MODEL, graph_spec
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,7 @@ class TrainConfig(Checked):
 
     def graph_spec(self, radius: float) -> GraphSpec:
         """The graph this configuration's model reads, for particles of `radius` (m)."""
-        wall = None if self.wall_cutoff_radii is None else self.wall_cutoff_radii * radius
-        return GraphSpec(
-            cutoff=self.cutoff_radii * radius,
-            wall_cutoff=wall,
-            radius=radius,
-            contact_features=self.model.contact_features,
-            merge_wall_nodes=self.model.merge_wall_nodes,
-        )
+        return graph_spec(self.model, radius, self.cutoff_radii, self.wall_cutoff_radii)
 
     def pushforward_depths(self, step: int) -> int:
         """The deepest unroll allowed at `step` (staged pushforward)."""
@@ -99,19 +93,12 @@ def config_to_dict(config: TrainConfig) -> dict:
 
 
 # What a checkpoint written before these settings existed was trained with: a key it lacks
-# takes this value, not today's default.
+# takes this value, not today's default (the graph's and the network's: models.loading).
 LEGACY = {
-    "cutoff_radii": 4.0,
-    "wall_cutoff_radii": None,
+    **LEGACY_GRAPH,
     "event_weight": 1.0,
     "validation_rollout": 50,
     "validation_runs": 2,
-}
-LEGACY_MODEL = {
-    "known_gravity": False,
-    "contact_features": False,
-    "merge_wall_nodes": False,
-    "wall_channel": False,
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from bgnn_sim.device import resolve_device
 from bgnn_sim.errors import BgnnError
 
 
@@ -31,21 +32,6 @@ class Context:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str) -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is a user error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BgnnError("--device cuda was asked for, but no CUDA GPU is available")
-    return torch.device(device)
-
-
-def use_threads(threads: int) -> None:
-    """Run torch's CPU work on `threads` threads; 0 keeps torch's default (all cores)."""
-    if threads > 0:
-        torch.set_num_threads(threads)
 
 
 def start(device: str, distributed: bool) -> Context:

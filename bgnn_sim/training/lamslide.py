@@ -51,13 +51,13 @@ from bgnn_sim.models.lamslide.dynamics import (
     wall_state,
 )
 from bgnn_sim.models.lamslide.ids import identity_swap_rate
-from bgnn_sim.training.checkpoint import read_payload
+from bgnn_sim.models.lamslide.simulator import DYNAMICS_FORMAT, lamslide_from_payload
+from bgnn_sim.models.loading import read_payload
 from bgnn_sim.training.windows import Window, WindowDataset
 
 CHECKPOINT = "autoencoder.pt"
 DYNAMICS_CHECKPOINT = "dynamics.pt"
 FORMAT = "bgnn-sim-lamslide-autoencoder"
-DYNAMICS_FORMAT = "bgnn-sim-lamslide-dynamics"
 
 
 @dataclass(frozen=True)
@@ -301,14 +301,3 @@ def lamslide_from_checkpoint(path: Path, seed: int = 0):
     the checkpoint's payload."""
     payload = load_stage(Path(path), DYNAMICS_FORMAT)
     return lamslide_from_payload(payload, str(path), seed), payload
-
-
-def lamslide_from_payload(payload: dict, source: str, seed: int = 0):
-    """The rollout backend of a stage-2 checkpoint's contents (read from `source`)."""
-    from bgnn_sim.models.lamslide.simulator import LamSlideSimulator
-
-    autoencoder = Autoencoder(typed(AutoencoderConfig, payload["autoencoder_settings"], source))
-    autoencoder.load_state_dict(payload["autoencoder"])
-    dynamics = LatentDynamics(typed(DynamicsConfig, payload["settings"]["model"], source))
-    dynamics.load_state_dict(payload["model"])
-    return LamSlideSimulator(autoencoder.eval(), dynamics.eval(), seed)

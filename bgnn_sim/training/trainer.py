@@ -23,12 +23,13 @@ from torch.nn.parallel import DistributedDataParallel
 from bgnn_sim.configfile import write_toml
 from bgnn_sim.dem.config import Timing
 from bgnn_sim.dem.dataset import read_manifest, training_description
+from bgnn_sim.device import use_threads
 from bgnn_sim.engine.rollout import euler_step
 from bgnn_sim.models.bgnn import BGNN
 from bgnn_sim.models.simulator import BGNNSimulator
 from bgnn_sim.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from bgnn_sim.training.config import TrainConfig
-from bgnn_sim.training.distributed import Context, use_threads
+from bgnn_sim.training.distributed import Context
 from bgnn_sim.training.noise import noisy_history
 from bgnn_sim.training.validation import validate
 from bgnn_sim.training.windows import Window, WindowDataset

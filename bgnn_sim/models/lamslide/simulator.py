@@ -7,14 +7,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bgnn_sim.configfile import typed
 from bgnn_sim.engine.state import ParticleState, Scene
-from bgnn_sim.models.lamslide.autoencoder import Autoencoder, scene_bounds
+from bgnn_sim.models.lamslide.autoencoder import Autoencoder, AutoencoderConfig, scene_bounds
 from bgnn_sim.models.lamslide.dynamics import (
+    DynamicsConfig,
     LatentDynamics,
     geometry_of,
     sample_future,
     wall_state,
 )
+
+# The format tag of a stage-2 (dynamics) checkpoint, which embeds its autoencoder.
+DYNAMICS_FORMAT = "bgnn-sim-lamslide-dynamics"
 
 
 class LamSlideSimulator:
@@ -52,3 +57,12 @@ class LamSlideSimulator:
                                (config.future, *context.shape[1:]), self.generator)  # fmt: skip
         return torch.stack([self.autoencoder.decode(latents, anchors, self.codes, bounds).positions
                             for latents in future])  # fmt: skip
+
+
+def lamslide_from_payload(payload: dict, source: str, seed: int = 0) -> LamSlideSimulator:
+    """The rollout backend of a stage-2 checkpoint's contents (read from `source`)."""
+    autoencoder = Autoencoder(typed(AutoencoderConfig, payload["autoencoder_settings"], source))
+    autoencoder.load_state_dict(payload["autoencoder"])
+    dynamics = LatentDynamics(typed(DynamicsConfig, payload["settings"]["model"], source))
+    dynamics.load_state_dict(payload["model"])
+    return LamSlideSimulator(autoencoder.eval(), dynamics.eval(), seed)

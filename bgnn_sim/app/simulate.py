@@ -22,21 +22,8 @@ from pathlib import Path
 
 from bgnn_sim.analysis.report import write_analysis_report, write_ensemble_report
 from bgnn_sim.analysis.summary import AnalysisOptions, analyze
-from bgnn_sim.configfile import write_toml
-from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD
-from bgnn_sim.engine.rollout import rollout_to_file
-from bgnn_sim.engine.session import load_model
-from bgnn_sim.errors import ConfigError
-from bgnn_sim.geometry.container import Container, inspect_container
-from bgnn_sim.geometry.mesh import load_walls
-from bgnn_sim.io.hdf5 import TrajectoryFile
-from bgnn_sim.io.outputs import strict_json
-from bgnn_sim.io.render import render_frame
-from bgnn_sim.io.vtk import export_vtk
-from bgnn_sim.pretrained import pretrained_model
-from bgnn_sim.simulation.config import SimulationConfig
-from bgnn_sim.simulation.run_folder import SNAPSHOT, SOURCE, TRAJECTORY, clear, previous_run
-from bgnn_sim.simulation.scenario import (
+from bgnn_sim.app.run_folder import SNAPSHOT, SOURCE, TRAJECTORY, clear, previous_run
+from bgnn_sim.app.scenario import (
     SINK_DEPTH,
     domain_warnings,
     initial_state,
@@ -44,7 +31,20 @@ from bgnn_sim.simulation.scenario import (
     scene_for,
     simulated_seconds,
 )
-from bgnn_sim.training.distributed import use_threads
+from bgnn_sim.app.simulation_config import SimulationConfig
+from bgnn_sim.configfile import write_toml
+from bgnn_sim.device import use_threads
+from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD
+from bgnn_sim.engine.rollout import rollout_to_file
+from bgnn_sim.errors import ConfigError
+from bgnn_sim.geometry.container import Container, inspect_container
+from bgnn_sim.geometry.mesh import load_walls
+from bgnn_sim.io.hdf5 import TrajectoryFile
+from bgnn_sim.io.outputs import strict_json
+from bgnn_sim.io.render import render_frame
+from bgnn_sim.io.vtk import export_vtk
+from bgnn_sim.models.loading import load_model
+from bgnn_sim.pretrained import pretrained_model
 
 
 @dataclass

@@ -12,25 +12,25 @@ import numpy as np
 import torch
 import trimesh
 
-from bgnn_sim.dem.config import Material, Timing
-from bgnn_sim.dem.settle import settle_with_liggghts
-from bgnn_sim.engine.session import state_at
-from bgnn_sim.engine.state import (
-    ParticleState,
-    Scene,
-    Sink,
-)
-from bgnn_sim.geometry.container import AXES, Container, closed_solid, merged_mesh
-from bgnn_sim.geometry.fill import fill_container, volume_below
-from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
-from bgnn_sim.io.sources import open_source
-from bgnn_sim.simulation.config import (
+from bgnn_sim.app.simulation_config import (
     DEFAULT_DRUM_FILL,
     DEFAULT_DRUM_SECONDS,
     DEFAULT_HOPPER_FILL,
     DEFAULT_HOPPER_SECONDS,
     SimulationConfig,
 )
+from bgnn_sim.dem.config import Material, Timing
+from bgnn_sim.dem.settle import settle_with_liggghts
+from bgnn_sim.engine.state import (
+    ParticleState,
+    Scene,
+    Sink,
+    state_at,
+)
+from bgnn_sim.geometry.container import AXES, Container, closed_solid, merged_mesh
+from bgnn_sim.geometry.fill import fill_container, volume_below
+from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
+from bgnn_sim.io.sources import open_source
 
 SINK_DEPTH = 0.03  # m below the outlet, as in the training runs
 

@@ -1,1 +1,0 @@
-"""`bgnn simulate`: a container mesh in, a learned granular-flow simulation out."""
