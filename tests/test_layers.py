@@ -13,7 +13,7 @@ ROOT = Path(bgnn_sim.__file__).parent
 
 # Level of each top-level module or package of bgnn_sim ("" is bgnn_sim/__init__.py).
 LEVELS = {
-    **dict.fromkeys(["", "errors", "configfile", "physics", "device"], 0),
+    **dict.fromkeys(["", "errors", "configfile", "physics", "defaults", "device"], 0),
     **dict.fromkeys(["geometry", "io", "trajectory"], 1),
     "dem": 2,
     "graph": 3,

@@ -3,7 +3,8 @@ analyze and compare), above every stage package. The CLI calls these; no stage i
 
 The stage packages form one order, each importing only those before it (and itself):
 
-    base       bgnn_sim (version), errors, configfile, physics, device
+    base       bgnn_sim (version), errors, configfile, physics, defaults (scenario constants),
+               device
     geometry   meshes, walls and their motion, closest points, filling  } one level: a mesh is
     io         LIGGGHTS dumps, the HDF5 trajectory store, VTK, outputs  } saved through io, a
     trajectory the Trajectory type                                      } trajectory holds walls

@@ -12,58 +12,31 @@ import numpy as np
 import torch
 import trimesh
 
-from bgnn_sim.app.simulation_config import (
-    DEFAULT_DRUM_FILL,
-    DEFAULT_DRUM_SECONDS,
-    DEFAULT_HOPPER_FILL,
-    DEFAULT_HOPPER_SECONDS,
-    SimulationConfig,
-)
+from bgnn_sim.app.simulation_config import SimulationConfig
 from bgnn_sim.dem.config import Material, Timing
 from bgnn_sim.dem.settle import settle_with_liggghts
-from bgnn_sim.engine.state import (
-    ParticleState,
-    Scene,
-    Sink,
-    state_at,
-)
-from bgnn_sim.geometry.container import AXES, Container, closed_solid, merged_mesh
+from bgnn_sim.engine.state import ParticleState, Scene, state_at
+from bgnn_sim.geometry.container import Container, closed_solid, merged_mesh
 from bgnn_sim.geometry.fill import fill_container, volume_below
-from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.io.sources import open_source
-
-SINK_DEPTH = 0.03  # m below the outlet, as in the training runs
 
 
 def scene_for(container: Container, config: SimulationConfig, frame_dt: float) -> Scene:
-    """Walls with their motion (a hopper's gate, a drum's rotation) and a hopper's sink."""
-    if container.kind == "hopper":
-        gate = make_gate(tuple(container.outlet.center), container.top.length, config.open_at)
-        sink = Sink(container.outlet.z - SINK_DEPTH)
-        return Scene(walls=[*container.walls, gate], frame_dt=frame_dt, sinks=[sink])
-    rotation = Rotation(axis=tuple(np.eye(3)[AXES[container.axis]]),
-                        origin=tuple(container.center), rpm=config.rpm)  # fmt: skip
-    walls = [Wall(w.name, w.vertices, w.faces, motion=rotation) for w in container.walls]
-    return Scene(walls=walls, frame_dt=frame_dt)
+    """Walls with their motion (a hopper's gate, a drum's rotation) and the container's sinks."""
+    return Scene(walls=container.walls_in_motion(config), frame_dt=frame_dt,
+                 sinks=container.sinks())  # fmt: skip
 
 
 def scenario_attrs(container: Container, config: SimulationConfig) -> dict:
     """The scenario description stored with the trajectory (read back by analysis/rollouts)."""
-    if container.kind == "hopper":
-        return {"kind": "hopper", "open_at": config.open_at,
-                "outlet_width": container.outlet.width, "outlet_z": container.outlet.z,
-                "sink_z": container.outlet.z - SINK_DEPTH}  # fmt: skip
-    return {"kind": "drum", "rpm": config.rpm, "axis": container.axis,
-            "radius": container.radius, "length": container.length}  # fmt: skip
+    return container.scenario_attrs(config)
 
 
 def simulated_seconds(container: Container, config: SimulationConfig) -> float:
     """How long to simulate: the setting, else a hopper's discharge window or a drum's default."""
     if config.duration is not None:
         return config.duration
-    if container.kind == "hopper":
-        return config.open_at + DEFAULT_HOPPER_SECONDS
-    return DEFAULT_DRUM_SECONDS
+    return container.default_seconds(config)
 
 
 def fill_count(
@@ -73,15 +46,10 @@ def fill_count(
     default) in the container's closed solid."""
     if config.particles is not None:
         return config.particles
-    bottom, top = container.bounds[:, 2]
     if config.fill_height is not None:
-        height = bottom + config.fill_height
-    elif container.kind == "hopper":
-        height = bottom + DEFAULT_HOPPER_FILL * (top - bottom)
+        height = container.bounds[0, 2] + config.fill_height
     else:
-        heights = np.linspace(bottom, top, 201)  # the height that holds the default fraction
-        fractions = np.array([volume_below(solid, h) for h in heights]) / solid.volume
-        height = float(np.interp(DEFAULT_DRUM_FILL, fractions, heights))
+        height = container.default_fill_height(solid)
     return material.settled_count(volume_below(solid, height))
 
 
@@ -102,10 +70,9 @@ def initial_state(
     n = fill_count(container, solid, config, material)
     positions = fill_container(solid, n, radius, seed=config.seed)
     if config.fill == "liggghts":
-        gate_z = container.outlet.z if container.kind == "hopper" else None
         positions = settle_with_liggghts(merged_mesh(container.walls), positions, material,
-                                         timing, gate_z)  # fmt: skip
-    types = _labels(container, positions)
+                                         timing, container.outlet_z)  # fmt: skip
+    types = container.labels(positions)
     resting = torch.from_numpy(positions).expand(history + 1, -1, -1).clone()
     return ParticleState(
         ids=torch.arange(1, n + 1),
@@ -121,16 +88,6 @@ def state_from_init(init: str, start: int, timing: Timing, history: int) -> Part
     """Frame `start` of a trajectory or LIGGGHTS dumps (see `state_at`)."""
     return state_at(open_source(init, dem_dt=timing.dem_dt), init, start, timing.frame_dt,
                     history)  # fmt: skip
-
-
-def _labels(container: Container, positions: np.ndarray) -> np.ndarray:
-    """[N] int64 types: 1 in a hopper; in a drum 2 on the negative side of the horizontal axis
-    across its rotation axis (x for a y-axis drum, as in the training runs), else 1."""
-    types = np.ones(len(positions), dtype=np.int64)
-    if container.kind == "drum":
-        across = 0 if container.axis != "x" else 1
-        types[positions[:, across] < container.center[across]] = 2
-    return types
 
 
 def domain_warnings(container: Container, state: ParticleState, config, data: dict) -> list[str]:
@@ -150,17 +107,9 @@ def domain_warnings(container: Container, state: ParticleState, config, data: di
         warnings.append(f"particle radii differ from the model's {radius * 1e3:g} mm")
     counts = [s["n_particles"] for s in trained]
     warnings += _outside("particle count", int(state.active.sum()), counts, "")
-    if container.kind == "hopper":
-        outlets = [s["spec"]["outlet"] / d for s in trained]
-        warnings += _outside("outlet width", container.outlet.width / d, outlets, " diameters")
-    else:
-        warnings += _outside("drum radius", container.radius / d,
-                             [s["radius"] / d for s in trained], " diameters")  # fmt: skip
-        warnings += _outside("rotation speed", config.rpm, [s["rpm"] for s in trained], " rpm")
-        if container.axis != "y":
-            warnings.append(f"the model was trained on drums turning about y, this one about "
-                            f"{container.axis}")  # fmt: skip
-    return warnings
+    for what, value, values, unit in container.outside_training(trained, d, config):
+        warnings += _outside(what, value, values, unit)
+    return warnings + container.training_notes()
 
 
 def _outside(what: str, value: float, trained: list[float], unit: str) -> list[str]:

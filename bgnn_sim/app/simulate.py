@@ -24,7 +24,6 @@ from bgnn_sim.analysis.report import write_analysis_report, write_ensemble_repor
 from bgnn_sim.analysis.summary import AnalysisOptions, analyze
 from bgnn_sim.app.run_folder import SNAPSHOT, SOURCE, TRAJECTORY, clear, previous_run
 from bgnn_sim.app.scenario import (
-    SINK_DEPTH,
     domain_warnings,
     initial_state,
     scenario_attrs,
@@ -100,10 +99,9 @@ def simulate(
     attrs = _attrs(container, config, trained.data)
     started = time.perf_counter()
     paths = trajectory_paths(out, config.samples)
-    hopper = container.kind == "hopper"
     guard = DEFAULT_WALL_GUARD if config.wall_guard else None
-    last = _roll_out(trained, scene, state, frames, paths, attrs, hopper, config.seed, progress,
-                     guard)  # fmt: skip
+    last = _roll_out(trained, scene, state, frames, paths, attrs, container.empties, config.seed,
+                     progress, guard)  # fmt: skip
     rollout_seconds = time.perf_counter() - started
     done = round((last.time - state.time) / frame_dt)
 
@@ -124,10 +122,7 @@ def simulate(
 
 def _plan(container: Container, config: SimulationConfig) -> str:
     """What will happen, with the options that change it."""
-    if container.kind == "hopper":
-        return (f"the gate under the outlet opens at {config.open_at:g} s (--open-at); particles "
-                f"leave {SINK_DEPTH * 100:g} cm below the outlet")  # fmt: skip
-    return f"the drum turns at {config.rpm:g} rpm about {container.axis} (--rotate, --axis)"
+    return container.plan(config)
 
 
 def _attrs(container: Container, config: SimulationConfig, data: dict) -> dict:
@@ -145,12 +140,12 @@ def trajectory_paths(out: Path, samples: int) -> list[Path]:
     return [out / f"trajectory_{k}.h5" for k in range(samples)]
 
 
-def _roll_out(trained, scene, state, frames, paths, attrs, hopper: bool, seed: int, progress,
+def _roll_out(trained, scene, state, frames, paths, attrs, empties: bool, seed: int, progress,
               guard):  # fmt: skip
     """One rollout per path (the members of an ensemble differ by their seed), through the wall
-    `guard` (None: the raw model); a hopper stops once empty. Returns the last state of the last
-    rollout."""
-    empty = (lambda s: not bool(s.active.any())) if hopper else None
+    `guard` (None: the raw model); a container that `empties` (a hopper) stops once empty.
+    Returns the last state of the last rollout."""
+    empty = (lambda s: not bool(s.active.any())) if empties else None
     with progress(frames * len(paths), "simulate") if progress else nullcontext() as advance:
         report = (lambda s: advance(f"{int(s.active.sum())} particles")) if advance else None
         for k, path in enumerate(paths):
@@ -175,16 +170,15 @@ def _guard_corrections(paths: list[Path]) -> int | None:
 def _outputs(out: Path, paths: list[Path], container: Container, config: SimulationConfig) -> dict:
     """ParaView series and snapshot of the (first) trajectory, the analysis report of all of
     them (an ensemble's band); returns the key figures."""
-    options = AnalysisOptions(outlet_z=container.outlet.z if container.kind == "hopper" else None)
+    options = AnalysisOptions(outlet_z=container.outlet_z)
     analyses = []
     for k, path in enumerate(paths):
         with TrajectoryFile(path) as trajectory:
             traj = trajectory.read()
             if k == 0:  # the ParaView series and the picture show the first member
                 export_vtk(trajectory, out / "paraview", every=config.vtk_every)
-                drum = container.kind == "drum"
-                shown = _snapshot_frame(traj.active, drum)
-                render_frame(trajectory, shown, out / SNAPSHOT, by_type=drum)
+                shown = _snapshot_frame(traj.active, container.mixes)
+                render_frame(trajectory, shown, out / SNAPSHOT, by_type=container.mixes)
         analyses.append(analyze(traj, options))
     title = f"Simulation of {config.mesh}"
     if len(analyses) == 1:
@@ -192,9 +186,9 @@ def _outputs(out: Path, paths: list[Path], container: Container, config: Simulat
     return write_ensemble_report(analyses, out / "report", title, False)
 
 
-def _snapshot_frame(active, drum: bool) -> int:
-    """The frame worth a picture: a drum's last (its halves mixed), a hopper's first with a
-    quarter of its particles gone (the flow in full swing), from active masks [T, N]."""
+def _snapshot_frame(active, mixes: bool) -> int:
+    """The frame worth a picture: a drum's last (its halves mixed: `mixes`), a hopper's first
+    with a quarter of its particles gone (the flow in full swing), from active masks [T, N]."""
     counts = active.sum(axis=1)
     flowing = (counts <= 0.75 * counts[0]).nonzero()[0]
-    return len(counts) - 1 if drum or len(flowing) == 0 else int(flowing[0])
+    return len(counts) - 1 if mixes or len(flowing) == 0 else int(flowing[0])

@@ -7,19 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bgnn_sim.configfile import Checked, setting
+from bgnn_sim.defaults import DEFAULT_RPM as DEFAULT_RPM  # the CLI's default too
 from bgnn_sim.errors import ConfigError
 from bgnn_sim.pretrained import BACKENDS
-
-# A drum turns this fast unless told (training range 10-40 rpm), for this long by default.
-DEFAULT_RPM = 30.0
-DEFAULT_DRUM_SECONDS = 1.0
-# A drum is filled to this fraction of its volume unless told (training range 0.20-0.45).
-DEFAULT_DRUM_FILL = 0.25
-# A hopper is filled to this fraction of its height above the outlet unless told.
-DEFAULT_HOPPER_FILL = 0.5
-# A hopper discharges until it is empty or for this long after the gate opens.
-DEFAULT_HOPPER_SECONDS = 1.5
-
 
 FILLS = ("geometric", "liggghts")
 AXES = ("x", "y", "z")  # geometry.container.AXES (not imported: trimesh is slow to import)

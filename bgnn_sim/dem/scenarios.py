@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bgnn_sim.defaults import SINK_DEPTH
 from bgnn_sim.dem.config import SETTLED_PACKING as SETTLED_PACKING  # the benchmarks' import
 from bgnn_sim.dem.config import Material
 from bgnn_sim.geometry.generators import HOPPER_SHAPES, HopperSpec
@@ -40,7 +41,7 @@ class HopperScenario:
     settle_time: float = 0.5
     settled_record: float = 0.05
     discharge_time: float = 1.5
-    sink_depth: float = 0.03
+    sink_depth: float = SINK_DEPTH
     seed: int = 0
     kind: str = field(default="hopper", init=False)
 

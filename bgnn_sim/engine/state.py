@@ -9,20 +9,10 @@ import torch
 from torch import Tensor
 
 from bgnn_sim.errors import BgnnError, ConfigError
+from bgnn_sim.geometry.sink import Sink as Sink  # a region of the scene
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.trajectory import Trajectory
-
-
-@dataclass(frozen=True)
-class Sink:
-    """Particles whose centre falls below `z` (m) leave the simulation (a hopper's outlet)."""
-
-    z: float
-
-    def contains(self, positions: Tensor) -> Tensor:
-        """[N] bool for positions [N, 3]."""
-        return positions[:, 2] < self.z
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What a container mesh is: a hopper (open at the top and at a bottom outlet) or a closed drum.
+"""What a container mesh is: a `Hopper` (open at the top and at a bottom outlet) or a closed
+`Drum` (the types: geometry.containers).
 
 `inspect_container` reads the boundary loops of the walls: a mesh with a lowest open loop is a
 hopper whose outlet is that loop; a watertight mesh is a drum when its shape is one, a closed
@@ -10,15 +11,14 @@ trimesh can answer for filling it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import trimesh
 
 from bgnn_sim.errors import MeshError
-from bgnn_sim.geometry.wall import Wall, walls_bounds
+from bgnn_sim.geometry.containers import AXES, Container, Drum, Hopper, Opening
+from bgnn_sim.geometry.wall import Wall
 
-AXES = {"x": 0, "y": 1, "z": 2}
+__all__ = ["AXES", "Container", "Drum", "Hopper", "Opening", "closed_solid", "inspect_container"]
 # An opening is horizontal when its height varies by less than this fraction of its width.
 FLAT_OPENING = 0.02
 # A drum's cross-section is round when its points' least distance from the axis is at least
@@ -29,74 +29,6 @@ SECTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 # A drum's end is flat when its triangles in the end plane cover this fraction of the disc
 # of its rim (a regular 10-gon: 0.935).
 FLAT_END = 0.85
-
-
-@dataclass(frozen=True)
-class Opening:
-    """A horizontal open loop of a container's wall.
-
-    Attributes:
-        center: [3] centroid of the loop (m).
-        width: smallest horizontal extent (m): a circle's diameter, a square's side, a slot's
-            width.
-        length: largest horizontal extent (m).
-    """
-
-    center: np.ndarray
-    width: float
-    length: float
-
-    @property
-    def z(self) -> float:
-        return float(self.center[2])
-
-    @property
-    def size(self) -> str:
-        """ "24.0 mm wide", or "20.0 x 40.0 mm" for a slot or a rectangle."""
-        if self.length > 1.05 * self.width:
-            return f"{self.width * 1e3:.1f} x {self.length * 1e3:.1f} mm"
-        return f"{self.width * 1e3:.1f} mm wide"
-
-
-@dataclass(frozen=True)
-class Container:
-    """A container recognised from its mesh.
-
-    Attributes:
-        kind: "hopper" or "drum".
-        walls: the walls as loaded (static).
-        outlet, top: a hopper's bottom and top openings (None for a drum).
-        axis: a drum's rotation axis ("x", "y" or "z"; None for a hopper).
-        center: [3] the drum's centre on its axis, or the hopper's outlet centre.
-        radius, length: the drum's inner radius and length along the axis (m).
-    """
-
-    kind: str
-    walls: list[Wall]
-    outlet: Opening | None = None
-    top: Opening | None = None
-    axis: str | None = None
-    center: np.ndarray | None = None
-    radius: float | None = None
-    length: float | None = None
-
-    @property
-    def bounds(self) -> np.ndarray:
-        """[2, 3] min and max corners of the walls."""
-        return walls_bounds(self.walls)
-
-    def describe(self) -> str:
-        """One line saying what was inferred, in millimetres."""
-        if self.kind == "drum":
-            return (
-                f"closed drum: axis {self.axis}, radius {self.radius * 1e3:.1f} mm, length "
-                f"{self.length * 1e3:.1f} mm, centre {_mm(self.center)}"
-            )
-        return (
-            f"hopper: outlet {self.outlet.size} at z = {self.outlet.z * 1e3:.1f} mm, centre "
-            f"{_mm(self.outlet.center)}; top opening {self.top.size} at z = "
-            f"{self.top.z * 1e3:.1f} mm"
-        )
 
 
 def inspect_container(walls: list[Wall], axis: str | None = None) -> Container:
@@ -133,7 +65,7 @@ def closed_solid(container: Container) -> trimesh.Trimesh:
     return solid
 
 
-def _drum(walls: list[Wall], mesh: trimesh.Trimesh, axis: str | None) -> Container:
+def _drum(walls: list[Wall], mesh: trimesh.Trimesh, axis: str | None) -> Drum:
     """The drum of a closed mesh, about `axis` or the one coordinate axis its shape fits."""
     if axis is not None:
         _axis_index(axis)  # MeshError for a name other than x, y or z
@@ -153,7 +85,7 @@ def _drum(walls: list[Wall], mesh: trimesh.Trimesh, axis: str | None) -> Contain
     center = (lo + hi) / 2
     radial = np.delete(np.asarray(mesh.vertices) - center, k, axis=1)
     radius = float(np.linalg.norm(radial, axis=1).max())
-    return Container("drum", walls, axis=name, center=center, radius=radius, length=hi[k] - lo[k])
+    return Drum(walls, axis=name, center=center, radius=radius, length=float(hi[k] - lo[k]))
 
 
 def drum_shape_problem(mesh: trimesh.Trimesh, k: int) -> str | None:
@@ -206,7 +138,7 @@ def _axis_index(axis: str) -> int:
     return AXES[axis]
 
 
-def _hopper(walls: list[Wall], mesh: trimesh.Trimesh, loops: list[np.ndarray]) -> Container:
+def _hopper(walls: list[Wall], mesh: trimesh.Trimesh, loops: list[np.ndarray]) -> Hopper:
     openings = sorted((_opening(mesh.vertices[loop]) for loop in loops), key=lambda o: o.z)
     outlet, top = openings[0], openings[-1]
     bottom = float(mesh.vertices[:, 2].min())
@@ -216,7 +148,7 @@ def _hopper(walls: list[Wall], mesh: trimesh.Trimesh, loops: list[np.ndarray]) -
             "the mesh is open but has no outlet at its bottom; bgnn simulate takes hoppers "
             "(open at the top and at a bottom outlet) and closed drums"
         )
-    return Container("hopper", walls, outlet=outlet, top=top, center=outlet.center)
+    return Hopper(walls, outlet=outlet, top=top)
 
 
 def _opening(points: np.ndarray) -> Opening:
@@ -270,7 +202,3 @@ def _fan(points: np.ndarray) -> trimesh.Trimesh:
     vertices = np.vstack([points, points.mean(axis=0)])
     faces = np.column_stack([np.arange(m), np.roll(np.arange(m), -1), np.full(m, m)])
     return trimesh.Trimesh(vertices, faces, process=False)
-
-
-def _mm(point: np.ndarray) -> str:
-    return "(" + ", ".join(f"{v * 1e3:.1f}" for v in point) + ") mm"
