@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from bgnn_sim.geometry.sink import Sink
 from bgnn_sim.geometry.wall import Wall
 
 # The attrs that describe the container and material (as written by `bgnn generate`); a rollout
@@ -35,6 +36,8 @@ class Trajectory:
         attrs: free metadata (source, DEM step, scenario parameters); JSON-serialisable values.
         guard_corrections: [T] int, particles the rollout's wall guard moved to make each frame;
             None where there was no guard (LIGGGHTS data, raw rollouts, older files).
+        sinks: where particles left the simulation (a hopper's sink below its outlet); None
+            when not recorded: then read from the scenario attrs (see `legacy_sinks`).
     """
 
     time: np.ndarray
@@ -47,8 +50,11 @@ class Trajectory:
     walls: list[Wall] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
     guard_corrections: np.ndarray | None = None
+    sinks: list[Sink] | None = None
 
     def __post_init__(self) -> None:
+        if self.sinks is None:
+            self.sinks = legacy_sinks(self.attrs)
         n_frames, n_particles = self.active.shape
         if self.positions.shape != (n_frames, n_particles, 3):
             raise ValueError(f"positions {self.positions.shape} != {(n_frames, n_particles, 3)}")
@@ -79,3 +85,15 @@ class Trajectory:
             self, time=self.time[span], positions=self.positions[span],
             active=self.active[span], velocities=velocities, guard_corrections=guard,
         )  # fmt: skip
+
+
+def legacy_sinks(attrs: dict[str, Any]) -> list[Sink]:
+    """The sinks of a trajectory that does not record them (written before they were stored),
+    from its scenario attrs: `sink_z` (a simulation), or `sink_depth` below a generated hopper's
+    outlet at z = 0 (a LIGGGHTS run); none otherwise."""
+    scenario = attrs.get("scenario", {})
+    if "sink_z" in scenario:
+        return [Sink(float(scenario["sink_z"]))]
+    if "sink_depth" in scenario:
+        return [Sink(-float(scenario["sink_depth"]))]
+    return []

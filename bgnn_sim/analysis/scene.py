@@ -31,16 +31,17 @@ def particle_masses(traj: Trajectory, density: float | None = None) -> np.ndarra
 
 
 def container_kind(traj: Trajectory) -> str | None:
-    """ "hopper", "drum" or None: from the scenario attrs, else from the walls.
+    """ "hopper", "drum" or None: from the scenario attrs, else from the scene.
 
-    Without attrs, a rotating wall makes a drum and a removable wall (a gate) a hopper.
+    Without attrs, a rotating wall makes a drum, and a sink or a removable wall (a gate) a
+    hopper.
     """
     kind = traj.attrs.get("kind") or traj.attrs.get("scenario", {}).get("kind")
     if kind in ("hopper", "drum"):
         return kind
     if rotating_wall(traj) is not None:
         return "drum"
-    if any(wall.removed_at is not None for wall in traj.walls):
+    if traj.sinks or any(wall.removed_at is not None for wall in traj.walls):
         return "hopper"
     return None
 
@@ -51,11 +52,14 @@ def rotating_wall(traj: Trajectory) -> Wall | None:
 
 
 def outlet_height(traj: Trajectory, outlet_z: float | None = None) -> float:
-    """Height (m) of the hopper's outlet plane: the argument, else the lowest point of the walls
-    that stay (the gate, removed when the discharge starts, is not part of the hopper).
+    """Height (m) of the hopper's outlet plane: the argument, else the one the scenario records
+    (a simulation's `outlet_z`), else the lowest point of the walls that stay (the gate, removed
+    when the discharge starts, is not part of the hopper).
     """
     if outlet_z is not None:
         return outlet_z
+    if "outlet_z" in traj.attrs.get("scenario", {}):
+        return float(traj.attrs["scenario"]["outlet_z"])
     staying = [w.vertices_at(0.0) for w in traj.walls if w.removed_at is None]
     if not staying:
         raise BgnnError("the trajectory has no walls to find the outlet; give --outlet-z")

@@ -129,11 +129,7 @@ def analyze(traj: Trajectory, options: AnalysisOptions | None = None) -> Analysi
     leakage always."""
     options = options or AnalysisOptions()
     kind = container_kind(traj)
-    parts: dict = {}
-    if kind == "hopper":
-        parts = _hopper_parts(traj, options)
-    elif kind == "drum" and rotating_wall(traj) is not None:
-        parts = _drum_parts(traj, options)
+    parts = FLOW_PARTS[kind](traj, options) if kind in FLOW_PARTS else {}
     if len(np.unique(traj.types)) == 2:
         parts["mixing"] = mixing_curve(traj, bins=options.mixing_bins)
     return Analysis(
@@ -169,6 +165,8 @@ def _beverloo(traj: Trajectory, options: AnalysisOptions) -> float | None:
 
 def _drum_parts(traj: Trajectory, options: AnalysisOptions) -> dict:
     wall = rotating_wall(traj)
+    if wall is None:  # a drum recorded without its rotation: no flow to measure
+        return {}
     radius = drum_radius(wall)
     centre = float(wall.motion.origin[2])
     bounds = (centre - radius, centre + radius)
@@ -176,3 +174,7 @@ def _drum_parts(traj: Trajectory, options: AnalysisOptions) -> dict:
         "profile": velocity_profile(traj, bounds, options.profile_bins, wall.motion.start),
         "repose": repose_angle(traj),
     }
+
+
+# The flow measured for each container kind (the name a trajectory's attrs give it).
+FLOW_PARTS = {"hopper": _hopper_parts, "drum": _drum_parts}

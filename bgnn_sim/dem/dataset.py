@@ -21,6 +21,7 @@ from bgnn_sim.dem.checks import sanity_checks
 from bgnn_sim.dem.config import Material, Timing
 from bgnn_sim.dem.deck import DUMP_PATTERN, walls_mesh
 from bgnn_sim.errors import DatasetError
+from bgnn_sim.geometry.sink import Sink
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.io.hdf5 import TrajectoryFile, write_trajectory
 from bgnn_sim.io.liggghts import read_dumps
@@ -56,12 +57,19 @@ def scenario_walls(scenario, timing: Timing) -> list[Wall]:
     return [Wall("drum", vertices, faces, rotation)]
 
 
+def scenario_sinks(scenario) -> list[Sink]:
+    """Where a run deletes particles: `sink_depth` below a hopper's outlet (at z = 0)."""
+    depth = getattr(scenario, "sink_depth", None)
+    return [] if depth is None else [Sink(-depth)]
+
+
 def build_trajectory(
     scenario, run_dir: Path, material: Material, timing: Timing
 ) -> tuple[Trajectory, dict]:
     """Read a finished run's dumps into a trajectory with walls and metadata; run the checks."""
     traj = trim_empty_tail(read_dumps(str(run_dir / DUMP_PATTERN), dem_dt=timing.dem_dt))
     traj.walls = scenario_walls(scenario, timing)
+    traj.sinks = scenario_sinks(scenario)
     start = start_time(scenario, timing)
     checks = sanity_checks(traj, scenario, material, start)
     traj.attrs.update(

@@ -132,14 +132,10 @@ def scene_from_trajectory(
     trajectory: TrajectoryFile | Trajectory, frame_dt: float | None = None
 ) -> Scene:
     """The scene a trajectory was recorded in: its walls, the frame step (its own unless a
-    model's `frame_dt` is given) and, for a hopper, the sink below the outlet (`sink_z`, or
-    `sink_depth` below a generated hopper's outlet at z = 0)."""
+    model's `frame_dt` is given) and its sinks (a hopper's below the outlet), as recorded."""
     recorded = _recorded_frame_dt(trajectory)
     frame_dt = recorded if frame_dt is None else frame_dt
-    scenario = trajectory.attrs.get("scenario", {})
-    sink_z = scenario.get("sink_z", -scenario["sink_depth"] if "sink_depth" in scenario else None)
-    sinks = [] if sink_z is None else [Sink(sink_z)]
-    return Scene(walls=trajectory.walls, frame_dt=frame_dt, sinks=sinks)
+    return Scene(walls=trajectory.walls, frame_dt=frame_dt, sinks=list(trajectory.sinks))
 
 
 def state_at(source, name: str, start: int, frame_dt: float, history: int) -> ParticleState:

@@ -17,6 +17,10 @@ Schema (format "bgnn-sim-trajectory", version 1):
                            it did not make, such as the initial history)
     /walls/<k>/vertices    [V, 3] float64, /walls/<k>/faces [F, 3] int64;
                            attrs: name, motion (JSON), removed_at (absent = never removed)
+    /sinks/z               [S] float64, metres: particles whose centre falls below z leave the
+                           simulation (a hopper's sink; empty for a drum). Absent in files
+                           written before sinks were stored: the reader takes them from the
+                           scenario attrs (trajectory.legacy_sinks).
 
 A killed writer leaves a readable file holding every frame finished before the kill, with
 `complete = False` so that it is never mistaken for a finished run.
@@ -33,9 +37,10 @@ import h5py
 import numpy as np
 
 from bgnn_sim.errors import TrajectoryError
+from bgnn_sim.geometry.sink import Sink
 from bgnn_sim.geometry.wall import Wall, motion_from_dict, motion_to_dict
 from bgnn_sim.io.outputs import check_writable
-from bgnn_sim.trajectory import Trajectory
+from bgnn_sim.trajectory import Trajectory, legacy_sinks
 
 TRAJECTORY_SUFFIXES = (".h5", ".hdf5")
 FORMAT = "bgnn-sim-trajectory"
@@ -56,6 +61,8 @@ class TrajectoryWriter:
         attrs: JSON-serialisable metadata.
         with_velocities: whether frames carry velocities.
         force: overwrite an existing file.
+        sinks: where particles leave the simulation (stored next to the walls); None: not
+            recorded (a reader then takes them from the scenario in `attrs`).
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class TrajectoryWriter:
         attrs: dict[str, Any] | None = None,
         with_velocities: bool = True,
         force: bool = False,
+        sinks: list[Sink] | None = None,
     ) -> None:
         self.path = Path(path)
         check_writable(self.path, force)
@@ -87,6 +95,8 @@ class TrajectoryWriter:
         particles["radius"] = np.asarray(radius, dtype=np.float64)
         self._create_frame_datasets(n, with_velocities)
         _write_walls(self._file.create_group("walls"), walls)
+        if sinks is not None:
+            self._file.create_group("sinks")["z"] = np.array([s.z for s in sinks], np.float64)
         self._file.flush()
 
     def _create_frame_datasets(self, n: int, with_velocities: bool) -> None:
@@ -166,7 +176,15 @@ def write_trajectory(path: str | Path, trajectory: Trajectory, force: bool = Fal
     """Write a whole in-memory trajectory."""
     tr = trajectory
     with TrajectoryWriter(
-        path, tr.ids, tr.types, tr.radius, tr.walls, tr.attrs, tr.velocities is not None, force
+        path,
+        tr.ids,
+        tr.types,
+        tr.radius,
+        tr.walls,
+        tr.attrs,
+        tr.velocities is not None,
+        force,
+        tr.sinks,
     ) as writer:
         for t in range(tr.n_frames):
             velocities = None if tr.velocities is None else tr.velocities[t]
@@ -232,6 +250,11 @@ class TrajectoryFile:
         self.complete = bool(self._file.attrs["complete"])
         self.attrs: dict[str, Any] = json.loads(self._file.attrs["metadata"])
         self.walls = _read_walls(self._file["walls"])
+        self.sinks = (
+            [Sink(float(z)) for z in self._file["sinks"]["z"][:]]
+            if "sinks" in self._file
+            else legacy_sinks(self.attrs)
+        )
 
     @property
     def n_particles(self) -> int:
@@ -268,6 +291,7 @@ class TrajectoryFile:
             velocities=self._frames["velocities"][span] if self.has_velocities else None,
             walls=self.walls,
             attrs=dict(self.attrs),
+            sinks=list(self.sinks),
             guard_corrections=None if self.guard_corrections is None
             else self.guard_corrections[span].copy(),
         )  # fmt: skip
