@@ -1,13 +1,22 @@
-"""Rollout speed: BGNN ms per frame versus particle count, next to LIGGGHTS on the same scene.
+"""Rollout speed in the user's unit: wall seconds per simulated second, next to LIGGGHTS.
 
-For each particle count N, LIGGGHTS fills a closed drum (axis y, length = radius, 40 % full)
-with N reference particles, lets them settle, then turns the drum: it dumps 6 frames (the BGNN's
-history) and is timed over `--frames` further frames (40 DEM steps each, no dumps). The BGNN
-(random weights: speed does not depend on them) rolls out the same number of frames from those
-6 frames, for two model sizes. LIGGGHTS runs on `--liggghts-procs` MPI processes (one core
-each); torch uses `--threads` threads.
+For each scene (a conical hopper discharging, a drum turning at 20 rpm) and particle count N,
+LIGGGHTS fills and settles the container, then runs the event (`--seconds` of discharge or
+rotation, dumping every frame as a user's run does) on 1 and on 2 MPI processes: its own "Loop
+time" of that last run is the reference. The learned backends then roll out the same event
+from LIGGGHTS's state, writing every frame to HDF5 as `bgnn rollout` does (wall guard on):
 
-    python benchmarks/rollout_speed.py --particles 1000 10000 --frames 20
+- BGNN plain: the shipped model of the scene's kind, a fresh neighbour search per frame;
+- BGNN lists: the same with Verlet lists (bgnn_sim/graph/verlet.py, skin half a radius);
+- BGNN compiled: the network through torch.compile (its compilation time printed apart);
+- LaM-SLidE: the shipped drum model (drum scenes), timed over whole windows of its 5 ms frames.
+
+Printed: seconds per simulated second and the ratio to LIGGGHTS on 2 cores (below 1: faster
+than LIGGGHTS), then where a plain BGNN frame goes (neighbours, wall contacts, the rest of the
+graph, network, wall guard, output and the rest of the engine).
+
+    python benchmarks/rollout_speed.py --particles 1000 1500 10000
+    python benchmarks/rollout_speed.py --particles 1500 --device cuda --no-liggghts
 """
 
 from __future__ import annotations
@@ -17,113 +26,175 @@ import math
 import re
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
+from training_profile import Clock
 
-from bgnn_sim.dem.config import Material, Timing
-from bgnn_sim.dem.dataset import scenario_walls
-from bgnn_sim.dem.deck import DUMP_PATTERN, deck_text, write_deck
+from bgnn_sim.dem.config import SETTLED_PACKING, Material, Timing, sphere_volume
+from bgnn_sim.dem.dataset import build_trajectory, start_time
+from bgnn_sim.dem.deck import write_deck
 from bgnn_sim.dem.runner import run_deck
-from bgnn_sim.dem.scenarios import SETTLED_PACKING, DrumScenario
-from bgnn_sim.engine.rollout import rollout
-from bgnn_sim.engine.state import Scene, state_from_trajectory
-from bgnn_sim.io.liggghts import read_dumps
-from bgnn_sim.models.bgnn import BGNN, BGNNConfig, count_parameters
-from bgnn_sim.models.simulator import BGNNSimulator
-from bgnn_sim.training.config import TrainConfig
+from bgnn_sim.dem.scenarios import DrumScenario, HopperScenario, with_bin_for
+from bgnn_sim.engine import rollout as engine
+from bgnn_sim.engine.state import frame_stride, scene_from_trajectory, state_from_trajectory
+from bgnn_sim.geometry.generators import HopperSpec
+from bgnn_sim.graph import verlet
+from bgnn_sim.graph.verlet import VerletLists
+from bgnn_sim.models import simulator as bgnn_simulator
+from bgnn_sim.models.loading import load_model
+from bgnn_sim.pretrained import pretrained_model
 
-MODELS = {
-    "small (5 x 64)": BGNNConfig(latent=64, message_passing=5),
-    "large (10 x 128)": BGNNConfig(latent=128, message_passing=10),
-}
-HISTORY_FRAMES = 6
-# Statistics of the right order for the reference material (they only scale features).
-STATS = {
-    "velocity": {"mean": [0.0, 0.0, 0.0], "std": [3e-5, 3e-5, 4e-5]},
-    "acceleration": {"mean": [0.0, 0.0, -2e-6], "std": [3e-6, 3e-6, 4e-6]},
-}
+MATERIAL, TIMING = Material(), Timing()
+DRUM_FILL, DRUM_RPM = 0.4, 20.0
 
 
-def drum_for(n: int, material: Material, frames: int) -> DrumScenario:
-    """A drum (length = radius) that N particles fill to 40 %, turning at 20 rpm."""
-    drum_volume = n * material.particle_volume / SETTLED_PACKING / 0.4
-    radius = (drum_volume / math.pi) ** (1 / 3)
-    recorded_s = (HISTORY_FRAMES + frames) * Timing().frame_dt
-    return DrumScenario(
-        round(radius, 4), round(radius, 4), n, rpm=20.0, revolutions=recorded_s * 20 / 60
-    )
+def hopper_for(n: int, seconds: float) -> HopperScenario:
+    """A conical hopper (30 degrees, outlet 8 diameters) whose top grows with N, so that the bed
+    keeps its proportions, with a bin tall enough to insert N (as `bgnn generate` sizes it)."""
+    top = round(0.07 * (n / 1500) ** (1 / 3), 4)
+    spec = HopperSpec("conical", outlet=8 * MATERIAL.diameter, angle=30.0, top=top)
+    spec = with_bin_for(spec, n, MATERIAL)
+    return HopperScenario(spec, n, settle_time=0.5, settled_record=0.02, discharge_time=seconds)
 
 
-def liggghts_ms_per_frame(
-    scenario: DrumScenario, run_dir: Path, frames: int, procs: int = 1
-) -> float:
-    """Run the drum deck on `procs` MPI processes, timing its last `frames` frames without
-    dumps (ms per frame)."""
-    material, timing = Material(), Timing()
-    write_deck(scenario, run_dir, material, timing)
-    deck = deck_text(scenario, material, timing).rstrip().rsplit("\n", 1)[0]  # drop last run
-    history_steps = (HISTORY_FRAMES - 1) * timing.steps_per_frame
-    deck += f"\nrun {history_steps}\nundump frames\nrun {frames * timing.steps_per_frame}\n"
-    (run_dir / "in.deck").write_text(deck)
+def drum_for(n: int, seconds: float) -> DrumScenario:
+    """A closed drum (axis y, length = radius) that N settled particles fill to 40 %."""
+    volume = n * sphere_volume(MATERIAL.radius) / SETTLED_PACKING / DRUM_FILL
+    radius = round((volume / math.pi) ** (1 / 3), 4)
+    return DrumScenario(radius, radius, n, DRUM_RPM, revolutions=seconds * DRUM_RPM / 60)
+
+
+def liggghts_run(scenario, run_dir: Path, procs: int, seconds: float) -> float:
+    """Run the scenario's deck; LIGGGHTS's wall seconds per simulated second of its event."""
+    write_deck(scenario, run_dir, MATERIAL, TIMING)
     run_deck(run_dir, mpi_procs=procs)
-    loops = re.findall(r"Loop time of ([\d.e+-]+) on \d+ procs for (\d+) steps", (
-        run_dir / "log.liggghts").read_text())  # fmt: skip
-    seconds, steps = float(loops[-1][0]), int(loops[-1][1])
-    return seconds / steps * timing.steps_per_frame * 1e3
+    log = (run_dir / "log.liggghts").read_text()
+    loops = re.findall(r"Loop time of ([\d.e+-]+) on \d+ procs for (\d+) steps", log)
+    loop_seconds, steps = float(loops[-1][0]), int(loops[-1][1])
+    return loop_seconds / (steps * TIMING.dem_dt)
 
 
-def bgnn_ms_per_frame(config: BGNNConfig, scenario, run_dir: Path, frames: int, device) -> float:
-    """Roll a random BGNN out from LIGGGHTS's 6 frames; ms per frame after one warm-up frame."""
-    torch.manual_seed(0)
-    truth = read_dumps(str(run_dir / DUMP_PATTERN), dem_dt=Timing().dem_dt)
-    state = state_from_trajectory(truth, HISTORY_FRAMES - 1, HISTORY_FRAMES - 1).to(device)
-    scene = Scene(scenario_walls(scenario, Timing()), frame_dt=Timing().frame_dt)
-    model = BGNN(config).to(device).eval()
-    spec = TrainConfig(model=config).graph_spec(Material().radius)
-    simulator = BGNNSimulator(model, STATS, spec, Timing().frame_dt)
-    state = rollout(simulator, scene, state, 1)  # warm-up: allocations, lazy imports
-    _sync(device)
-    start = time.perf_counter()
-    rollout(simulator, scene, state, frames, max_speed=math.inf)
-    _sync(device)
-    return (time.perf_counter() - start) / frames * 1e3
+def learned_start(scenario, run_dir: Path, trained):
+    """The scene and the state at the event's start (at least the model's history after the
+    first dump), in the model's frame step."""
+    traj, _ = build_trajectory(scenario, run_dir, MATERIAL, TIMING)
+    frame_dt = trained.timing.frame_dt
+    stride = frame_stride(traj, frame_dt)
+    event = int((traj.time < start_time(scenario, TIMING) - 1e-9).sum())
+    first = max(event, stride * trained.backend.history)
+    state = state_from_trajectory(traj, first, trained.backend.history, stride=stride)
+    return scene_from_trajectory(traj, frame_dt), state.to(trained.device)
 
 
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
+def seconds_per_second(trained, scene, state, frames: int, out: Path) -> float:
+    """Wall seconds per simulated second of a rollout written to `out` (after a warm-up)."""
+    engine.rollout(trained.backend, scene, state, 1, max_speed=math.inf)
+    started = time.perf_counter()
+    engine.rollout_to_file(trained.backend, scene, state, frames, out, force=True)
+    if trained.device.type == "cuda":
         torch.cuda.synchronize()
+    return (time.perf_counter() - started) / (frames * scene.frame_dt)
+
+
+def frame_split(trained, scene, state, frames: int, out: Path) -> dict:
+    """ms per frame by section of a plain BGNN rollout written to `out`."""
+    clock, simulator = Clock(), trained.backend
+    with ExitStack() as stack:
+        for module, name, section in (
+            (verlet, "radius_graph", "neighbours"),
+            (verlet, "closest_point_on_triangles", "wall contacts"),
+            (bgnn_simulator, "build_graph", "graph (all)"),
+            (engine, "guarded_advance", "wall guard"),
+            (engine, "write_frame", "output"),
+        ):
+            stack.enter_context(clock.wrapped(module, name, section))
+        stack.enter_context(clock.wrapped(simulator, "network", "network"))
+        engine.rollout(simulator, scene, state, 1, max_speed=math.inf)
+        clock.seconds.clear()
+        with clock.section("total"):
+            engine.rollout_to_file(simulator, scene, state, frames, out, force=True)
+    split = {name: 1e3 * s / frames for name, s in clock.seconds.items()}
+    graph = split.pop("graph (all)")
+    split["graph (rest)"] = graph - split["neighbours"] - split["wall contacts"]
+    split["engine (rest)"] = 2 * split["total"] - sum(split.values())
+    return split
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--particles", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--particles", type=int, nargs="+", default=[1000, 1500, 10000])
+    parser.add_argument("--scenes", nargs="+", default=["hopper", "drum"])
+    parser.add_argument("--seconds", type=float, default=0.1, help="LIGGGHTS's event")
+    parser.add_argument("--frames", type=int, default=20, help="BGNN frames timed")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--liggghts-procs", type=int, default=1, help="MPI processes")
-    parser.add_argument("--no-liggghts", action="store_true", help="BGNN only (e.g. on a GPU)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-liggghts", action="store_true", help="no LIGGGHTS timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for name, config in MODELS.items():
-        print(f"model {name}: {count_parameters(BGNN(config)):,} parameters")
-    print(f"| particles | LIGGGHTS ms/frame ({args.liggghts_procs} proc) | " + " | ".join(
-        f"BGNN {name} ms/frame ({args.device})" for name in MODELS) + " |")  # fmt: skip
-    for n in args.particles:
-        scenario = drum_for(n, Material(), args.frames)
-        with tempfile.TemporaryDirectory(prefix="bgnn_bench_") as tmp:
-            run_dir = Path(tmp)
-            reference = "n/a"
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.device}; "
+          f"LIGGGHTS event {args.seconds} s")  # fmt: skip
+    rows = []
+    for kind in args.scenes:
+        for n in args.particles:
+            rows.append(measure(kind, n, args))
+    columns = list(rows[0][2])
+    print("\n| scene | particles | " + " | ".join(columns) + " |")
+    print("|---" * (2 + len(columns)) + "|")
+    for kind, n, figures in rows:
+        reference = figures.get("LIGGGHTS 2 cores")
+        cells = [_cell(figures[c], reference, c.startswith("LIGGGHTS")) for c in columns]
+        print(f"| {kind} | {n:,} | " + " | ".join(cells) + " |")
+
+
+def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
+    """Seconds per simulated second of every backend on one scene; prints the frame split."""
+    scenario = (hopper_for if kind == "hopper" else drum_for)(n, args.seconds)
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="bgnn_speed_") as scratch:
+        scratch = Path(scratch)
+        for procs in (1, 2):
+            seconds = liggghts_run(scenario, scratch / f"mpi{procs}", procs, args.seconds)
+            if not args.no_liggghts:
+                figures[f"LIGGGHTS {procs} core{'s' * (procs > 1)}"] = seconds
             if args.no_liggghts:
-                liggghts_ms_per_frame(scenario, run_dir, 1)  # still makes the initial frames
-            else:
-                ms = liggghts_ms_per_frame(scenario, run_dir, args.frames, args.liggghts_procs)
-                reference = f"{ms:.1f}"
-            rows = [
-                f"{bgnn_ms_per_frame(c, scenario, run_dir, args.frames, args.device):.1f}"
-                for c in MODELS.values()
-            ]
-        print(f"| {n} | {reference} | " + " | ".join(rows) + " |", flush=True)
+                break
+        run_dir = scratch / "mpi1"
+        bgnn = load_model(pretrained_model(kind), args.device)
+        scene, state = learned_start(scenario, run_dir, bgnn)
+        out = scratch / "rollout.h5"
+        split = frame_split(bgnn, scene, state, args.frames, out)
+        figures["BGNN plain"] = seconds_per_second(bgnn, scene, state, args.frames, out)
+        spec = bgnn.backend.spec
+        bgnn.backend.lists = VerletLists(spec.cutoff, spec.walls_reach, MATERIAL.radius / 2)
+        figures["BGNN lists"] = seconds_per_second(bgnn, scene, state, args.frames, out)
+        bgnn.backend.lists = None
+        started = time.perf_counter()
+        bgnn.backend.compile()
+        engine.rollout(bgnn.backend, scene, state, 2, max_speed=math.inf)  # compiles
+        compile_seconds = time.perf_counter() - started
+        figures["BGNN compiled"] = seconds_per_second(bgnn, scene, state, args.frames, out)
+        if kind == "drum":
+            lamslide = load_model(pretrained_model("drum", "lamslide"), "cpu")
+            scene, state = learned_start(scenario, run_dir, lamslide)
+            frames = 3 * lamslide.backend.dynamics.config.future
+            figures["LaM-SLidE"] = seconds_per_second(lamslide, scene, state, frames, out)
+    particles = int(state.active.sum())
+    print(f"\n{kind}, {n:,} particles ({particles:,} at the learned start): BGNN compiled "
+          f"after {compile_seconds:.0f} s of compilation; a plain frame, "
+          f"{split['total']:.1f} ms:")  # fmt: skip
+    for section, ms in sorted(split.items(), key=lambda item: -item[1]):
+        if section != "total":
+            print(f"  {section:14s} {ms:8.1f} ms  {100 * ms / split['total']:5.1f} %")
+    return kind, n, figures
+
+
+def _cell(seconds: float, reference: float | None, is_reference: bool) -> str:
+    """ "s per simulated s (x LIGGGHTS on 2 cores)"."""
+    if reference is None or is_reference:
+        return f"{seconds:.2f}"
+    return f"{seconds:.2f} ({seconds / reference:.1f}x)"
 
 
 if __name__ == "__main__":

@@ -24,10 +24,7 @@ LEVELS = {
     "app": 8,
 }
 # (importer, imported) pairs allowed to go up, each with the reason it still exists.
-ALLOWED = {
-    # benchmarks/rollout_speed.py imports load_model from bgnn_sim.engine.session
-    ("bgnn_sim.engine.session", "bgnn_sim.models.loading"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _modules():

@@ -196,7 +196,8 @@ def rollout_to_file(
     """
     ids, types, radius = (t.cpu().numpy() for t in (state.ids, state.types, state.radius))
     attrs = {**(attrs or {}), "wall_guard": wall_guard.describe() if wall_guard else None}
-    with TrajectoryWriter(path, ids, types, radius, scene.walls, attrs, force=force) as writer:
+    with TrajectoryWriter(path, ids, types, radius, scene.walls, attrs, force=force,
+                          sinks=scene.sinks) as writer:  # fmt: skip
         _write_history(writer, state, scene.frame_dt)
         return rollout(backend, scene, state, n_frames, writer, on_frame, until=until,
                        wall_guard=wall_guard)  # fmt: skip
