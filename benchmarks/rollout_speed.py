@@ -8,12 +8,13 @@ from LIGGGHTS's state, writing every frame to HDF5 as `bgnn rollout` does (wall 
 
 - BGNN plain: the shipped model of the scene's kind, a fresh neighbour search per frame;
 - BGNN lists: the same with Verlet lists (bgnn_sim/graph/verlet.py, skin half a radius);
-- BGNN compiled: the network through torch.compile (its compilation time printed apart);
+- BGNN compiled: the network through torch.compile (its compilation time printed apart), with
+  and without the lists;
 - LaM-SLidE: the shipped drum model (drum scenes), timed over whole windows of its 5 ms frames.
 
-Printed: seconds per simulated second and the ratio to LIGGGHTS on 2 cores (below 1: faster
-than LIGGGHTS), then where a plain BGNN frame goes (neighbours, wall contacts, the rest of the
-graph, network, wall guard, output and the rest of the engine).
+Printed: seconds per simulated second and the ratio to LIGGGHTS on the most cores timed
+(below 1: faster than LIGGGHTS), then where a plain BGNN frame goes (neighbours, wall contacts,
+the rest of the graph, network, wall guard, output and the rest of the engine).
 
     python benchmarks/rollout_speed.py --particles 1000 1500 10000
     python benchmarks/rollout_speed.py --particles 1500 --device cuda --no-liggghts
@@ -22,6 +23,7 @@ graph, network, wall guard, output and the rest of the engine).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import tempfile
@@ -130,6 +132,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20, help="BGNN frames timed")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--liggghts-procs", type=int, nargs="+", default=[1, 2],
+                        help="MPI processes of the LIGGGHTS runs timed")  # fmt: skip
     parser.add_argument("--no-liggghts", action="store_true", help="no LIGGGHTS timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -139,12 +143,12 @@ def main() -> None:
     for kind in args.scenes:
         for n in args.particles:
             rows.append(measure(kind, n, args))
-    columns = list(rows[0][2])
+    columns = list(dict.fromkeys(column for _, _, figures in rows for column in figures))
     print("\n| scene | particles | " + " | ".join(columns) + " |")
     print("|---" * (2 + len(columns)) + "|")
     for kind, n, figures in rows:
-        reference = figures.get("LIGGGHTS 2 cores")
-        cells = [_cell(figures[c], reference, c.startswith("LIGGGHTS")) for c in columns]
+        reference = next((v for c, v in reversed(figures.items()) if "LIGGGHTS" in c), None)
+        cells = [_cell(figures.get(c), reference, c.startswith("LIGGGHTS")) for c in columns]
         print(f"| {kind} | {n:,} | " + " | ".join(cells) + " |")
 
 
@@ -154,13 +158,12 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
     figures = {}
     with tempfile.TemporaryDirectory(prefix="bgnn_speed_") as scratch:
         scratch = Path(scratch)
-        for procs in (1, 2):
-            seconds = liggghts_run(scenario, scratch / f"mpi{procs}", procs, args.seconds)
-            if not args.no_liggghts:
-                figures[f"LIGGGHTS {procs} core{'s' * (procs > 1)}"] = seconds
+        for procs in args.liggghts_procs:
+            run_dir = scratch / f"mpi{procs}"
+            seconds = liggghts_run(scenario, run_dir, procs, args.seconds)
             if args.no_liggghts:
-                break
-        run_dir = scratch / "mpi1"
+                break  # one run still makes the learned backends' initial state
+            figures[f"LIGGGHTS {procs} core{'s' * (procs > 1)}"] = seconds
         bgnn = load_model(pretrained_model(kind), args.device)
         scene, state = learned_start(scenario, run_dir, bgnn)
         out = scratch / "rollout.h5"
@@ -169,11 +172,12 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
         spec = bgnn.backend.spec
         bgnn.backend.lists = VerletLists(spec.cutoff, spec.walls_reach, MATERIAL.radius / 2)
         figures["BGNN lists"] = seconds_per_second(bgnn, scene, state, args.frames, out)
-        bgnn.backend.lists = None
         started = time.perf_counter()
         bgnn.backend.compile()
         engine.rollout(bgnn.backend, scene, state, 2, max_speed=math.inf)  # compiles
         compile_seconds = time.perf_counter() - started
+        figures["BGNN lists + compiled"] = seconds_per_second(bgnn, scene, state, args.frames, out)
+        bgnn.backend.lists = None
         figures["BGNN compiled"] = seconds_per_second(bgnn, scene, state, args.frames, out)
         if kind == "drum":
             lamslide = load_model(pretrained_model("drum", "lamslide"), "cpu")
@@ -187,11 +191,14 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
     for section, ms in sorted(split.items(), key=lambda item: -item[1]):
         if section != "total":
             print(f"  {section:14s} {ms:8.1f} ms  {100 * ms / split['total']:5.1f} %")
+    print(json.dumps({"scene": kind, "particles": n, **figures}), flush=True)
     return kind, n, figures
 
 
-def _cell(seconds: float, reference: float | None, is_reference: bool) -> str:
-    """ "s per simulated s (x LIGGGHTS on 2 cores)"."""
+def _cell(seconds: float | None, reference: float | None, is_reference: bool) -> str:
+    """Seconds per simulated second, with the ratio to the reference; n/a where not measured."""
+    if seconds is None:
+        return "n/a"
     if reference is None or is_reference:
         return f"{seconds:.2f}"
     return f"{seconds:.2f} ({seconds / reference:.1f}x)"
