@@ -103,10 +103,10 @@ def test_missing_liggghts_says_how_to_install(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kind", ["hopper", "drum"])
 def test_generate_tiny_dataset(run_cli, tmp_path, kind):
     out = tmp_path / "data"
-    code, stdout, _ = run_cli(
+    code, stdout, stderr = run_cli(
         "generate", kind, "--runs", "3", "--out", out, "--preset", "tiny", "--workers", "2"
     )
-    assert code == 0 and "splits train 1, valid 1, test 1" in stdout
+    assert code == 0 and "splits train 1, valid 1, test 1" in stdout, stdout + stderr
     manifest = read_manifest(out)
     assert [r["kind"] for r in manifest["runs"]] == [kind] * 3
     assert all(r["checks"]["passed"] for r in manifest["runs"])
