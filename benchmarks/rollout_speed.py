@@ -43,6 +43,7 @@ from bgnn_sim.engine import rollout as engine
 from bgnn_sim.engine.state import frame_stride, scene_from_trajectory, state_from_trajectory
 from bgnn_sim.geometry.generators import HopperSpec
 from bgnn_sim.graph import verlet
+from bgnn_sim.graph import walls as graph_walls
 from bgnn_sim.graph.verlet import VerletLists
 from bgnn_sim.models import simulator as bgnn_simulator
 from bgnn_sim.models.loading import load_model
@@ -106,7 +107,7 @@ def frame_split(trained, scene, state, frames: int, out: Path) -> dict:
     with ExitStack() as stack:
         for module, name, section in (
             (verlet, "radius_graph", "neighbours"),
-            (verlet, "closest_point_on_triangles", "wall contacts"),
+            (graph_walls, "closest_point_on_triangles", "wall contacts"),
             (bgnn_simulator, "build_graph", "graph (all)"),
             (engine, "guarded_advance", "wall guard"),
             (engine, "write_frame", "output"),

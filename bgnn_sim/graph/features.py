@@ -147,10 +147,7 @@ def build_graph(
     if neighbours is None:
         neighbours = fresh_neighbours(x, walls, time, spec.cutoff, spec.walls_reach, backend)
     particle_edges = neighbours.particle_edges
-    nodes = wall_nodes_from_contacts(
-        x, neighbours.contacts, neighbours.triangles, neighbours.walls, neighbours.owner, time,
-        merge=spec.merge_wall_nodes,
-    )  # fmt: skip
+    nodes = wall_nodes_from_contacts(x, neighbours.walls, time, merge=spec.merge_wall_nodes)
     edge_index = _edge_index(particle_edges, nodes, n)
     # Node positions in edge_index numbering: particles, then wall nodes (receivers are particles).
     node_position = torch.cat((x, nodes.position))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,6 +28,7 @@ from bgnn_sim.geometry.proximity import (
 )
 from bgnn_sim.geometry.wall import Wall, posed_triangles
 from bgnn_sim.graph.neighbors import radius_graph
+from bgnn_sim.graph.walls import WallContacts, wall_contacts
 
 
 @dataclass
@@ -38,18 +38,11 @@ class FrameNeighbours:
     Attributes:
         particle_edges: [2, E] sender, receiver within the particle cutoff, sorted by
             (receiver, sender), as `radius_graph` returns them.
-        contacts: every (particle, triangle) pair within the wall cutoff, sorted by
-            (particle, triangle), as `closest_point_on_triangles` returns them.
-        walls: the walls present at the frame's time; the triangles below are theirs, in order.
-        triangles: [F, 3, 3] their triangles posed at that time, in the positions' dtype.
-        owner: [F] index into `walls` of each triangle.
+        walls: every (particle, triangle) pair within the wall cutoff, with the walls.
     """
 
     particle_edges: Tensor
-    contacts: TriangleContacts
-    walls: list[Wall]
-    triangles: Tensor
-    owner: np.ndarray
+    walls: WallContacts
 
 
 def fresh_neighbours(
@@ -57,11 +50,8 @@ def fresh_neighbours(
     backend: str = "auto",
 ) -> FrameNeighbours:  # fmt: skip
     """Neighbours of one frame from fresh searches: positions [n, 3] (m) at `time` (s)."""
-    present, soup, owner = posed_triangles(walls, time)
-    edges = radius_graph(positions, cutoff, backend=backend)
-    triangles = torch.from_numpy(soup).to(positions)
-    return FrameNeighbours(edges, closest_point_on_triangles(positions, triangles, wall_cutoff),
-                           present, triangles, owner)  # fmt: skip
+    return FrameNeighbours(radius_graph(positions, cutoff, backend=backend),
+                           wall_contacts(positions, walls, time, wall_cutoff))  # fmt: skip
 
 
 @dataclass
@@ -121,7 +111,7 @@ class VerletLists:
         edges = self._particle_edges(positions, active, particle_moved)
         contacts = self._contacts(positions, active, triangles, particle_moved, wall_moved)
         contacts = contacts._replace(point_index=local.index_select(0, contacts.point_index))
-        return FrameNeighbours(local[edges], contacts, present, triangles, owner)
+        return FrameNeighbours(local[edges], WallContacts(contacts, present, triangles, owner))
 
     def _moved(
         self, positions: Tensor, active: Tensor, key: tuple, triangles: Tensor

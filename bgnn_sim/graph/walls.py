@@ -55,6 +55,33 @@ class WallNodes:
         return len(self.particle_index)
 
 
+@dataclass
+class WallContacts:
+    """Every (particle, triangle) pair within a cutoff at one time, with the triangles' walls.
+
+    Attributes:
+        contacts: the pairs, sorted by (particle, triangle), as `closest_point_on_triangles`
+            returns them.
+        walls: the walls present at that time.
+        triangles: [F, 3, 3] their triangles posed at that time, in the positions' dtype.
+        owner: [F] index into `walls` of each triangle.
+    """
+
+    contacts: TriangleContacts
+    walls: list[Wall]
+    triangles: Tensor
+    owner: np.ndarray
+
+
+def wall_contacts(positions: Tensor, walls: list[Wall], time: float, cutoff: float) -> WallContacts:
+    """The contacts within `cutoff` (m) of positions [N, 3] with the walls present at `time`,
+    posed at it: one proximity query over all walls."""
+    present, soup, owner = posed_triangles(walls, time)
+    triangles = torch.from_numpy(soup).to(positions)
+    return WallContacts(closest_point_on_triangles(positions, triangles, cutoff), present,
+                        triangles, owner)  # fmt: skip
+
+
 def wall_nodes(
     positions: Tensor, walls: list[Wall], time: float, cutoff: float, merge: bool = False
 ) -> WallNodes:
@@ -72,24 +99,16 @@ def wall_nodes(
     Returns:
         The virtual nodes, in the dtype and on the device of `positions`.
     """
-    present, soup, owner = posed_triangles(walls, time)
-    triangles = torch.from_numpy(soup).to(positions)
-    contacts = closest_point_on_triangles(positions, triangles, cutoff)
-    return wall_nodes_from_contacts(positions, contacts, triangles, present, owner, time, merge)
+    found = wall_contacts(positions, walls, time, cutoff)
+    return wall_nodes_from_contacts(positions, found, time, merge)
 
 
 def wall_nodes_from_contacts(
-    positions: Tensor,
-    contacts: TriangleContacts,
-    triangles: Tensor,
-    present: list[Wall],
-    owner: np.ndarray,
-    time: float,
-    merge: bool = False,
+    positions: Tensor, found: WallContacts, time: float, merge: bool = False
 ) -> WallNodes:
-    """The virtual nodes of the (particle, triangle) pairs `contacts` (all pairs within the
-    cutoff, sorted by particle), from triangles [F, 3, 3] of the walls `present` at `time`
-    (`owner` [F]: index into `present`); see `wall_nodes`."""
+    """The virtual nodes of `found` (all pairs within the cutoff of positions [N, 3] at `time`);
+    see `wall_nodes`."""
+    contacts, triangles = found.contacts, found.triangles
     if len(contacts.point_index) == 0:
         return _empty(positions)
     normal = triangle_normals(triangles).index_select(0, contacts.triangle_index)
@@ -98,7 +117,7 @@ def wall_nodes_from_contacts(
         keep = _face_or_nearest(contacts, normal, away, len(positions))
         contacts = TriangleContacts(*(column[keep] for column in contacts))
         normal = _turned_towards(normal[keep], away[keep])
-    velocity = wall_velocity(present, owner[contacts.triangle_index.cpu().numpy()],
+    velocity = wall_velocity(found.walls, found.owner[contacts.triangle_index.cpu().numpy()],
                              contacts.closest, time)  # fmt: skip
     particle, closest = contacts.point_index, contacts.closest
     if merge:
