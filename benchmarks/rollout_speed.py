@@ -7,7 +7,8 @@ time" of that last run is the reference. The learned backends then roll out the 
 from LIGGGHTS's state, writing every frame to HDF5 as `bgnn rollout` does (wall guard on):
 
 - BGNN plain: the shipped model of the scene's kind, a fresh neighbour search per frame;
-- BGNN lists: the same with Verlet lists (bgnn_sim/graph/verlet.py, skin half a radius);
+- BGNN lists: the same with Verlet lists (bgnn_sim/graph/verlet.py, skin half a radius), as
+  `bgnn simulate` and `bgnn rollout` run it;
 - BGNN compiled: the network through torch.compile (its compilation time printed apart), with
   and without the lists;
 - LaM-SLidE: the shipped drum model (drum scenes), timed over whole windows of its 5 ms frames.
@@ -35,7 +36,7 @@ import torch
 from training_profile import Clock
 
 from bgnn_sim.dem.config import SETTLED_PACKING, Material, Timing, sphere_volume
-from bgnn_sim.dem.dataset import build_trajectory, start_time
+from bgnn_sim.dem.dataset import build_trajectory
 from bgnn_sim.dem.deck import write_deck
 from bgnn_sim.dem.runner import run_deck
 from bgnn_sim.dem.scenarios import DrumScenario, HopperScenario, with_bin_for
@@ -44,7 +45,6 @@ from bgnn_sim.engine.state import frame_stride, scene_from_trajectory, state_fro
 from bgnn_sim.geometry.generators import HopperSpec
 from bgnn_sim.graph import verlet
 from bgnn_sim.graph import walls as graph_walls
-from bgnn_sim.graph.verlet import VerletLists
 from bgnn_sim.models import simulator as bgnn_simulator
 from bgnn_sim.models.loading import load_model
 from bgnn_sim.pretrained import pretrained_model
@@ -85,7 +85,7 @@ def learned_start(scenario, run_dir: Path, trained):
     traj, _ = build_trajectory(scenario, run_dir, MATERIAL, TIMING)
     frame_dt = trained.timing.frame_dt
     stride = frame_stride(traj, frame_dt)
-    event = int((traj.time < start_time(scenario, TIMING) - 1e-9).sum())
+    event = int((traj.time < scenario.start_time(TIMING) - 1e-9).sum())
     first = max(event, stride * trained.backend.history)
     state = state_from_trajectory(traj, first, trained.backend.history, stride=stride)
     return scene_from_trajectory(traj, frame_dt), state.to(trained.device)
@@ -165,13 +165,13 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
             if args.no_liggghts:
                 break  # one run still makes the learned backends' initial state
             figures[f"LIGGGHTS {procs} core{'s' * (procs > 1)}"] = seconds
-        bgnn = load_model(pretrained_model(kind), args.device)
+        bgnn = load_model(pretrained_model(kind), args.device)  # with Verlet lists
         scene, state = learned_start(scenario, run_dir, bgnn)
         out = scratch / "rollout.h5"
+        lists, bgnn.backend.lists = bgnn.backend.lists, None
         split = frame_split(bgnn, scene, state, args.frames, out)
         figures["BGNN plain"] = seconds_per_second(bgnn, scene, state, args.frames, out)
-        spec = bgnn.backend.spec
-        bgnn.backend.lists = VerletLists(spec.cutoff, spec.walls_reach, MATERIAL.radius / 2)
+        bgnn.backend.lists = lists
         figures["BGNN lists"] = seconds_per_second(bgnn, scene, state, args.frames, out)
         started = time.perf_counter()
         bgnn.backend.compile()

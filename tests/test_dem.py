@@ -13,7 +13,6 @@ from bgnn_sim.dem.dataset import (
     build_trajectory,
     dump_files,
     read_manifest,
-    start_time,
     trim_empty_tail,
 )
 from bgnn_sim.dem.deck import DUMP_PATTERN, liggghts_seed, write_deck
@@ -156,7 +155,7 @@ def test_sanity_checks_catch_a_particle_in_the_wall(tmp_path):
     run_scenario(scenario, tmp_path / "drum", MATERIAL, TIMING)
     traj, checks = build_trajectory(scenario, tmp_path / "drum", MATERIAL, TIMING)
     assert checks["passed"]
-    start = start_time(scenario, TIMING)
+    start = scenario.start_time(TIMING)
     traj.positions[5, 0] = [0.0, 0.0, -(scenario.radius - 0.5 * MATERIAL.radius)]  # overlaps r/2
     bad = sanity_checks(traj, scenario, MATERIAL, start)["containment"]
     assert not bad["passed"] and bad["max_overlap_m"] == pytest.approx(0.5 * MATERIAL.radius, 0.02)

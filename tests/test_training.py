@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from bgnn_sim.dem.dataset import read_manifest
+from bgnn_sim.errors import ConfigError
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.models.bgnn import BGNNConfig
 from bgnn_sim.training import distributed
@@ -64,6 +66,21 @@ def test_resume_gives_the_same_parameters(tiny_dataset, tmp_path):
     ]
     strip = [[row.rsplit(",", 1)[0] for row in log] for log in logs]
     assert strip[0] == strip[1] and len(strip[0]) == TINY.steps + 1
+
+
+def test_fine_tuning_starts_from_the_given_weights(tiny_dataset, tmp_path):
+    trained = Trainer(tiny_dataset, tmp_path / "trained", TINY, Context()).fit()
+    tuned = Trainer(tiny_dataset, tmp_path / "tuned", TINY, Context())
+    tuned.start_from(tmp_path / "trained" / "model.pt")
+    assert tuned.step == 0  # its own schedule, from the start
+    for name, value in trained.model.items():
+        torch.testing.assert_close(tuned.model.state_dict()[name], value, rtol=0, atol=0)
+    tuned.fit()  # validates the starting model first, so best.pt is never worse than it
+    assert (tmp_path / "tuned" / "metrics.csv").read_text().splitlines()[1].startswith("0,")
+    wider = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, latent=32))
+    other = Trainer(tiny_dataset, tmp_path / "other", wider, Context())
+    with pytest.raises(ConfigError, match="another shape"):
+        other.start_from(tmp_path / "trained" / "model.pt")
 
 
 def _free_port() -> int:

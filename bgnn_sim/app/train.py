@@ -22,10 +22,13 @@ def train_session(
     use_torchrun: bool = False,
     force: bool = False,
     progress=None,
+    init: Path | None = None,
 ) -> Checkpoint | None:
     """Train and return the final checkpoint (None on ranks other than 0).
 
     Args:
+        init: a trained model to fine-tune (its weights start the run; `resume` takes over
+            once the run has a checkpoint, so the same command continues it).
         progress: optional factory `progress(total, description, done)` returning a context
             manager that yields `advance(status)`; called on rank 0 only.
     """
@@ -42,6 +45,8 @@ def train_session(
         trainer = Trainer(Path(dataset), out, config, context)
         if resume and (out / CHECKPOINT).exists():
             trainer.resume()
+        elif init is not None:
+            trainer.start_from(Path(init))
         if context.is_main:
             out.mkdir(parents=True, exist_ok=True)
             write_config(out, config)

@@ -120,7 +120,7 @@ def _bookkeeping(traj: Trajectory, scenario) -> dict:
     gone = ~traj.active[-1]
     last = traj.n_frames - 1 - np.argmax(traj.active[::-1], axis=0)  # [N] last frame present
     last_z = traj.positions[last, np.arange(traj.n_particles), 2]
-    may_sink = last_z < 0.0 if scenario.kind == "hopper" else np.zeros_like(gone)
+    may_sink = scenario.may_leave(last_z)
     vanished = int((gone & ~may_sink).sum())
     return {
         "passed": bool(recorded == inserted == traj.n_particles and vanished == 0),

@@ -19,10 +19,8 @@ from scipy.spatial import cKDTree
 
 from bgnn_sim.dem.checks import sanity_checks
 from bgnn_sim.dem.config import Material, Timing
-from bgnn_sim.dem.deck import DUMP_PATTERN, walls_mesh
+from bgnn_sim.dem.deck import DUMP_PATTERN
 from bgnn_sim.errors import DatasetError
-from bgnn_sim.geometry.sink import Sink
-from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.io.hdf5 import TrajectoryFile, write_trajectory
 from bgnn_sim.io.liggghts import read_dumps
 from bgnn_sim.io.outputs import write_atomically
@@ -37,40 +35,14 @@ CUTOFF_RADII = 4.0
 _STAT_FRAMES_PER_RUN = 20
 
 
-def start_time(scenario, timing: Timing) -> float:
-    """Time (s) at which the gate opens or the drum starts turning, as the deck schedules it."""
-    if scenario.kind == "hopper":
-        settle = timing.steps(scenario.settle_time - scenario.settled_record)
-        return (settle + timing.steps(scenario.settled_record)) * timing.dem_dt
-    return timing.steps(scenario.settle_time) * timing.dem_dt
-
-
-def scenario_walls(scenario, timing: Timing) -> list[Wall]:
-    """The walls of a run with the motion LIGGGHTS gave them."""
-    mesh = walls_mesh(scenario)
-    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int64)
-    start = start_time(scenario, timing)
-    if scenario.kind == "hopper":
-        gate = make_gate((0.0, 0.0, 0.0), scenario.spec.top, open_at=start)
-        return [Wall("hopper", vertices, faces), gate]
-    rotation = Rotation(axis=(0.0, 1.0, 0.0), rpm=scenario.rpm, start=start)
-    return [Wall("drum", vertices, faces, rotation)]
-
-
-def scenario_sinks(scenario) -> list[Sink]:
-    """Where a run deletes particles: `sink_depth` below a hopper's outlet (at z = 0)."""
-    depth = getattr(scenario, "sink_depth", None)
-    return [] if depth is None else [Sink(-depth)]
-
-
 def build_trajectory(
     scenario, run_dir: Path, material: Material, timing: Timing
 ) -> tuple[Trajectory, dict]:
     """Read a finished run's dumps into a trajectory with walls and metadata; run the checks."""
     traj = trim_empty_tail(read_dumps(str(run_dir / DUMP_PATTERN), dem_dt=timing.dem_dt))
-    traj.walls = scenario_walls(scenario, timing)
-    traj.sinks = scenario_sinks(scenario)
-    start = start_time(scenario, timing)
+    traj.walls = scenario.walls(timing)
+    traj.sinks = scenario.sinks()
+    start = scenario.start_time(timing)
     checks = sanity_checks(traj, scenario, material, start)
     traj.attrs.update(
         kind=scenario.kind,

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import trimesh
-
 from bgnn_sim.dem.config import GRAVITY, Material, Timing
 from bgnn_sim.dem.scenarios import DrumScenario, HopperScenario
-from bgnn_sim.geometry.generators import drum, hopper
 
 DECK = "in.deck"
 WALLS_STL = "walls.stl"
@@ -24,24 +21,17 @@ _SINK_EVERY = 40
 _INSERT_WAVE_S = 0.04
 
 
-def deck_text(scenario, material: Material, timing: Timing) -> str:
+def deck_text(scenario: HopperScenario | DrumScenario, material: Material, timing: Timing) -> str:
     """The LIGGGHTS input deck of a hopper or drum scenario (it reads walls.stl)."""
-    writer = _hopper_deck if scenario.kind == "hopper" else _drum_deck
+    writer = {HopperScenario: _hopper_deck, DrumScenario: _drum_deck}[type(scenario)]
     return writer(scenario, material, timing)
-
-
-def walls_mesh(scenario) -> trimesh.Trimesh:
-    """The container of a scenario, as LIGGGHTS sees it at t = 0."""
-    if scenario.kind == "hopper":
-        return hopper(scenario.spec)
-    return drum(scenario.radius, scenario.length)
 
 
 def write_deck(scenario, run_dir: Path, material: Material, timing: Timing) -> Path:
     """Write the deck and walls.stl into `run_dir` (created); returns the deck's path."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "post").mkdir(exist_ok=True)  # LIGGGHTS does not create folders
-    walls_mesh(scenario).export(run_dir / WALLS_STL, file_type="stl_ascii")
+    scenario.mesh().export(run_dir / WALLS_STL, file_type="stl_ascii")
     (run_dir / DECK).write_text(deck_text(scenario, material, timing))
     return run_dir / DECK
 

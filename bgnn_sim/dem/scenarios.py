@@ -11,11 +11,14 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import trimesh
 
 from bgnn_sim.defaults import SINK_DEPTH
 from bgnn_sim.dem.config import SETTLED_PACKING as SETTLED_PACKING  # the benchmarks' import
-from bgnn_sim.dem.config import Material
-from bgnn_sim.geometry.generators import HOPPER_SHAPES, HopperSpec
+from bgnn_sim.dem.config import Material, Timing
+from bgnn_sim.geometry.generators import HOPPER_SHAPES, HopperSpec, drum, hopper
+from bgnn_sim.geometry.sink import Sink
+from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 
 # Solid fraction that insert/pack reaches reliably when it drops spheres at random without
 # overlap (random sequential addition jams near 0.38): the insertion space is sized for it.
@@ -49,6 +52,29 @@ class HopperScenario:
     def open_at(self) -> float:
         return self.settle_time
 
+    def mesh(self) -> trimesh.Trimesh:
+        """The container as LIGGGHTS sees it (outlet at z = 0)."""
+        return hopper(self.spec)
+
+    def start_time(self, timing: Timing) -> float:
+        """Time (s) at which the deck opens the gate (its runs count whole steps)."""
+        settle = timing.steps(self.settle_time - self.settled_record)
+        return (settle + timing.steps(self.settled_record)) * timing.dem_dt
+
+    def walls(self, timing: Timing) -> list[Wall]:
+        """The hopper and the gate that closes its outlet until `start_time`."""
+        mesh = self.mesh()
+        gate = make_gate((0.0, 0.0, 0.0), self.spec.top, open_at=self.start_time(timing))
+        return [Wall("hopper", np.asarray(mesh.vertices), _faces(mesh)), gate]
+
+    def sinks(self) -> list[Sink]:
+        """The deck deletes particles `sink_depth` below the outlet."""
+        return [Sink(-self.sink_depth)]
+
+    def may_leave(self, last_z: np.ndarray) -> np.ndarray:
+        """[N] bool: a particle last seen at height `last_z` [N] may have left by the outlet."""
+        return last_z < 0.0
+
 
 @dataclass(frozen=True)
 class DrumScenario:
@@ -75,6 +101,30 @@ class DrumScenario:
     @property
     def rotation_time(self) -> float:
         return self.revolutions * 60.0 / self.rpm
+
+    def mesh(self) -> trimesh.Trimesh:
+        """The closed drum at rest."""
+        return drum(self.radius, self.length)
+
+    def start_time(self, timing: Timing) -> float:
+        """Time (s) at which the deck starts turning the drum."""
+        return timing.steps(self.settle_time) * timing.dem_dt
+
+    def walls(self, timing: Timing) -> list[Wall]:
+        """The drum, turning about +y from `start_time`."""
+        mesh = self.mesh()
+        rotation = Rotation(axis=(0.0, 1.0, 0.0), rpm=self.rpm, start=self.start_time(timing))
+        return [Wall("drum", np.asarray(mesh.vertices), _faces(mesh), rotation)]
+
+    def sinks(self) -> list[Sink]:
+        return []  # closed: no particle may leave
+
+    def may_leave(self, last_z: np.ndarray) -> np.ndarray:
+        return np.zeros(last_z.shape, dtype=bool)
+
+
+def _faces(mesh: trimesh.Trimesh) -> np.ndarray:
+    return np.asarray(mesh.faces, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from bgnn_sim.dem.config import Timing
 from bgnn_sim.dem.dataset import read_manifest, training_description
 from bgnn_sim.device import use_threads
 from bgnn_sim.engine.rollout import euler_step
+from bgnn_sim.errors import ConfigError
 from bgnn_sim.models.bgnn import BGNN
 from bgnn_sim.models.simulator import BGNNSimulator
 from bgnn_sim.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -81,6 +82,7 @@ class Trainer:
         self.step = 0
         self.data = training_description(dataset_dir, manifest)
         self.metrics: dict = {}
+        self.fine_tuning = False  # started from a trained model: validate it before step 1
         self.network = DistributedDataParallel(self.model) if context.distributed else self.model
 
     # -- state -------------------------------------------------------------------------------
@@ -95,6 +97,18 @@ class Trainer:
             optimizer=self.optimizer.state_dict() if with_optimizer else None,
             metrics=self.metrics,
         )
+
+    def start_from(self, path: Path) -> None:
+        """Fine-tune: start from a trained model's weights (a run's checkpoint or a shipped
+        model) with this configuration's own steps, schedule and a fresh optimiser."""
+        saved = load_checkpoint(path, map_location=str(self.context.device))
+        if saved.config.model != self.config.model:
+            raise ConfigError(
+                f"{path} holds a network of another shape ({saved.config.model}) than the "
+                f"configuration's [model] ({self.config.model})"
+            )
+        self.model.load_state_dict(saved.model)
+        self.fine_tuning = True
 
     def resume(self) -> None:
         """Continue from out_dir/checkpoint.pt (metrics after it are dropped)."""
@@ -196,6 +210,11 @@ class Trainer:
         config, main = self.config, self.context.is_main
         self.out_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
+        if self.fine_tuning and self.step == 0:
+            # The starting model's own score: best.pt is never worse than where the run began.
+            row = {"step": 0, **self._validate(main), "seconds": 0.0}
+            if main:
+                _append_metrics(self.out_dir / METRICS, row)
         while self.step < config.steps:
             loss = self.train_step()
             row = {"step": self.step, "loss": loss, "lr": config.lr_at(self.step - 1)}
