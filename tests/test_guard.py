@@ -10,12 +10,14 @@ import torch
 
 from bgnn_sim.analysis.compare import compare
 from bgnn_sim.analysis.summary import analyze
-from bgnn_sim.engine.guard import WallGuard, guard_frame
+from bgnn_sim.engine import guard as guard_module
+from bgnn_sim.engine.guard import Clearance, WallGuard, guard_frame
 from bgnn_sim.engine.rollout import rollout_to_file, step
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.generators import HopperSpec, drum, hopper
 from bgnn_sim.geometry.proximity import closest_point_on_triangles
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate, present_triangles
+from bgnn_sim.graph.walls import wall_contacts
 from bgnn_sim.io.hdf5 import TrajectoryFile, read_trajectory, write_trajectory
 
 GAP = 1e-3
@@ -283,3 +285,40 @@ def test_rollouts_record_the_guards_corrections(tmp_path, backend, expected):
 def test_the_gap_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         WallGuard(gap=0.0)
+
+
+@pytest.mark.parametrize("scene", ["turning drum", "hopper as its gate opens"])
+def test_a_backends_clearance_skips_particles_without_changing_the_frame(scene, monkeypatch):
+    """The particles found far from the walls at t0 are not searched again, and the frame is
+    bit for bit the one of a search over all (fast particles and a wall that moves included)."""
+    searched = []
+
+    def counting(points, triangles, cutoff):
+        searched.append(len(points))
+        return closest_point_on_triangles(points, triangles, cutoff)
+
+    monkeypatch.setattr(guard_module, "closest_point_on_triangles", counting)
+    rng = np.random.default_rng(0)
+    if scene == "turning drum":
+        walls = [mesh_wall(drum(0.05, 0.04), "drum", Rotation((0, 1, 0), rpm=600.0))]
+        x0 = rng.uniform(-0.035, 0.035, (400, 3)) * [1, 0.5, 1]
+        x0 = np.concatenate([x0, 0.048 * rng.normal(size=(100, 3)) / [1, 3, 1]])  # near walls
+    else:
+        spec = HopperSpec()
+        walls = [mesh_wall(hopper(spec), "hopper"), make_gate((0, 0, 0), spec.top, open_at=DT)]
+        x0 = rng.uniform(-0.02, 0.02, (500, 3)) + [0, 0, 0.03]
+    x1 = x0 + rng.normal(scale=4e-4, size=x0.shape)
+    x1[:5] += rng.normal(scale=2e-2, size=(5, 3))  # a few thrown far, through walls
+    x0, x1 = torch.from_numpy(x0), torch.from_numpy(x1)
+    gap = torch.full((len(x0),), GAP, dtype=torch.float64)
+    cutoff = 8e-3
+    clearance = Clearance.of(wall_contacts(x0, walls, 0.0, cutoff), len(x0), cutoff, 0.0)
+    assert 0 < int(clearance.far.sum()) < len(x0)
+    full = guard_frame(walls, x0, x1, 0.0, DT, gap)
+    searched_by_full = sum(searched)
+    searched.clear()
+    skipping = guard_frame(walls, x0, x1, 0.0, DT, gap, clearance)
+    assert sum(searched) < 0.7 * searched_by_full  # the particles of the far interior skipped
+    assert full.corrected > 0 and skipping.corrected == full.corrected
+    assert torch.equal(skipping.positions, full.positions)
+    assert torch.equal(skipping.previous, full.previous)

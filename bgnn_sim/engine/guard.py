@@ -20,6 +20,12 @@ tested again, at most PASSES times in all. The velocity lives in the state's his
 so the row before x1 is rewritten as x1 - v for the corrected particles; the untouched particles
 keep both rows bit for bit.
 
+A backend that has already searched the frame's wall contacts (the BGNN's graph) hands them
+over as a `Clearance`: the particles it found farther than its wall cutoff from every wall at t0
+are skipped when no wall can have come within their reach by t1 (the bound in
+`_provably_clear`), so that the guard's own search covers only the particles near a wall. The
+result is the same as testing every particle.
+
 The guard is a safety net, not the fix: a model that needs it often is a model to retrain, and
 the number of corrections per frame is recorded in the trajectory for that reason.
 """
@@ -36,7 +42,7 @@ from torch import Tensor
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.proximity import closest_point_on_triangle_pairs, closest_point_on_triangles
 from bgnn_sim.geometry.wall import Wall, posed_triangles
-from bgnn_sim.graph.walls import triangle_normals, wall_velocity
+from bgnn_sim.graph.walls import WallContacts, triangle_normals, wall_velocity
 
 # Default gap, in particle radii. A resting DEM particle sits about one radius from a wall (the
 # real LIGGGHTS runs never come closer than ~0.9 radius), so half a radius never touches a
@@ -83,6 +89,31 @@ class WallGuard:
 DEFAULT_WALL_GUARD = WallGuard()
 
 
+@dataclass(frozen=True)
+class Clearance:
+    """What the frame's wall-contact search found, at the time t0 of the frame's start.
+
+    Attributes:
+        far: [n] bool over the active particles: no wall within `distance` of it at t0.
+        distance: the search's cutoff (m).
+        time: t0 (s); a clearance of another time is ignored.
+        walls: ids of the walls present at t0 (a wall that appears later was not searched).
+    """
+
+    far: Tensor
+    distance: float
+    time: float
+    walls: frozenset[int]
+
+    @staticmethod
+    def of(found: WallContacts, n: int, distance: float, time: float) -> Clearance:
+        """The clearance of n particles whose contacts within `distance` (m) at `time` (s) are
+        `found` (particle indices 0..n-1)."""
+        far = torch.ones(n, dtype=torch.bool, device=found.triangles.device)
+        far[found.contacts.point_index] = False
+        return Clearance(far, distance, time, frozenset(id(wall) for wall in found.walls))
+
+
 class GuardedFrame(NamedTuple):
     """A frame after the guard.
 
@@ -99,14 +130,19 @@ class GuardedFrame(NamedTuple):
 
 
 def guarded_advance(
-    guard: WallGuard, scene: Scene, state: ParticleState, positions: Tensor
+    guard: WallGuard,
+    scene: Scene,
+    state: ParticleState,
+    positions: Tensor,
+    clearance: Clearance | None = None,
 ) -> ParticleState:
     """The state one frame after `state` at `positions` [N, 3], its active particles guarded;
-    `guard_corrections` of the result holds how many the guard moved."""
+    `guard_corrections` of the result holds how many the guard moved. `clearance`: the
+    backend's wall contacts of `state` (see Clearance), to skip the particles far from walls."""
     active = state.active
     frame = guard_frame(
         scene.walls, state.positions[active], positions[active], state.time, scene.frame_dt,
-        guard.gaps(state.radius[active]).to(positions),
+        guard.gaps(state.radius[active]).to(positions), clearance,
     )  # fmt: skip
     if frame.corrected == 0:
         return replace(state.advanced(positions, scene.frame_dt), guard_corrections=0)
@@ -118,7 +154,13 @@ def guarded_advance(
 
 
 def guard_frame(
-    walls: list[Wall], x0: Tensor, x1: Tensor, t0: float, frame_dt: float, gap: Tensor
+    walls: list[Wall],
+    x0: Tensor,
+    x1: Tensor,
+    t0: float,
+    frame_dt: float,
+    gap: Tensor,
+    clearance: Clearance | None = None,
 ) -> GuardedFrame:
     """Keep particles moving from x0 (time t0) to x1 (t0 + frame_dt) on their side of the walls.
 
@@ -129,6 +171,7 @@ def guard_frame(
         t0: time (s) of x0.
         frame_dt: seconds per frame; the velocity x1 - x0 is in m per frame.
         gap: [n] distance (m) to keep from the walls, > 0.
+        clearance: the particles known to be far from the walls at t0 (None: test all).
 
     Returns:
         The corrected frame (see the module docstring); inputs are never modified.
@@ -138,12 +181,12 @@ def guard_frame(
         return GuardedFrame(x1, x0, 0)
     moved, velocity = x1.clone(), x1 - x0
     corrected = torch.zeros(len(x1), dtype=torch.bool, device=x1.device)
-    todo = torch.arange(len(x1), device=x1.device)
+    todo = torch.nonzero(~_provably_clear(posed, clearance, x0, x1, gap, t0)).squeeze(1)
     for _ in range(PASSES):
-        todo, position, speed = _guard_pass(posed, x0[todo], moved[todo], velocity[todo],
-                                            gap[todo], todo, frame_dt)  # fmt: skip
         if len(todo) == 0:
             break
+        todo, position, speed = _guard_pass(posed, x0[todo], moved[todo], velocity[todo],
+                                            gap[todo], todo, frame_dt)  # fmt: skip
         moved[todo], velocity[todo] = position, speed
         corrected[todo] = True
     count = int(corrected.sum())
@@ -152,6 +195,22 @@ def guard_frame(
     previous = x0.clone()
     previous[corrected] = moved[corrected] - velocity[corrected]
     return GuardedFrame(moved, previous, count)
+
+
+def _provably_clear(
+    posed: _PosedWalls, clearance: Clearance | None, x0: Tensor, x1: Tensor, gap: Tensor,
+    t0: float,
+) -> Tensor:  # fmt: skip
+    """[n] bool: particles that no wall can be within reach of at t1, so that a test would find
+    nothing. A particle farther than d from every wall at t0 is at t1 farther than
+    d - |x1 - x0| - (the farthest any wall point moved), while the test reaches gap + the
+    farthest move of x0 carried along with a wall to x1 (`_guard_pass`)."""
+    unknown = torch.zeros(len(x1), dtype=torch.bool, device=x1.device)
+    if (clearance is None or clearance.time != t0 or len(clearance.far) != len(x1)
+            or not {id(wall) for wall in posed.walls} <= clearance.walls):  # fmt: skip
+        return unknown
+    lower = clearance.distance - torch.linalg.vector_norm(x1 - x0, dim=1) - posed.largest_motion()
+    return clearance.far.to(x1.device) & (lower > gap + posed.farthest_move(x0, x1))
 
 
 @dataclass(frozen=True)
@@ -201,6 +260,20 @@ class _PosedWalls:
         moves = [x1 - x0 if move is None else x1 - (x0 @ move[0].T + move[1])
                  for move in self.carry]  # fmt: skip
         return torch.stack([torch.linalg.vector_norm(m, dim=1) for m in moves]).amax(dim=0)
+
+    def largest_motion(self) -> float:
+        """The farthest (m) any point of a present wall moved from t0 to t1: the largest
+        |w1 - w0| over the triangles' corners (|(R - I) w0 + s| is affine in w0, so its largest
+        value over a triangle is at a corner)."""
+        largest = 0.0
+        for k, move in enumerate(self.carry):
+            if move is None:
+                continue
+            corners = self.triangles[self.wall_index == k].reshape(-1, 3)  # at t1
+            before = (corners - move[1]) @ move[0]  # R^T (w1 - s), as rows: at t0
+            moved = torch.linalg.vector_norm(corners - before, dim=1)
+            largest = max(largest, moved.max().item() if len(moved) else 0.0)
+        return largest
 
     def wall_velocity(self, points: Tensor, wall_index: Tensor) -> Tensor:
         """[P, 3] velocity (m/s) of the wall material at `points` [P, 3] at t1."""

@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD, WallGuard, guarded_advance
+from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD, Clearance, WallGuard, guarded_advance
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.errors import BgnnError
 from bgnn_sim.io.hdf5 import TrajectoryWriter
@@ -31,7 +31,8 @@ class DivergenceError(BgnnError):
 
 
 class Backend(Protocol):
-    """What the engine needs from a learned simulator."""
+    """What the engine needs from a learned simulator. One that searched the frame's wall
+    contacts may also leave them as `clearance` (engine.guard.Clearance) for the wall guard."""
 
     history: int  # velocities of history the backend reads (H)
 
@@ -71,7 +72,8 @@ def step(
     checks the new frame against the walls."""
     state = leave_sinks(scene, state)
     acceleration = backend.acceleration(scene, state)
-    return advance(scene, state, integrate(state, acceleration), guard)
+    clearance = getattr(backend, "clearance", None)
+    return advance(scene, state, integrate(state, acceleration), guard, clearance)
 
 
 def window_steps(
@@ -90,12 +92,16 @@ def window_steps(
 
 
 def advance(
-    scene: Scene, state: ParticleState, positions: Tensor, guard: WallGuard | None
+    scene: Scene,
+    state: ParticleState,
+    positions: Tensor,
+    guard: WallGuard | None,
+    clearance: Clearance | None = None,
 ) -> ParticleState:
     """The state one frame later at `positions` [N, 3], through the wall guard when given."""
     if guard is None:
         return state.advanced(positions, scene.frame_dt)
-    return guarded_advance(guard, scene, state, positions)
+    return guarded_advance(guard, scene, state, positions, clearance)
 
 
 def leave_sinks(scene: Scene, state: ParticleState) -> ParticleState:

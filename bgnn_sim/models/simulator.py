@@ -12,10 +12,11 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from bgnn_sim.engine.guard import Clearance
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.features import Graph, GraphSpec, build_graph
-from bgnn_sim.graph.verlet import FrameNeighbours, VerletLists
+from bgnn_sim.graph.verlet import FrameNeighbours, VerletLists, fresh_neighbours
 from bgnn_sim.models.bgnn import BGNN
 from bgnn_sim.physics import GRAVITY
 
@@ -63,6 +64,7 @@ class BGNNSimulator:
         # Gravity's acceleration in m/frame^2.
         self.known_acceleration = (0.0, 0.0, -GRAVITY * frame_dt**2)
         self.lists = None
+        self.clearance: Clearance | None = None  # the last frame's, for the wall guard
         if skin is not None:
             self.lists = VerletLists(spec.cutoff, spec.walls_reach, skin, graph_backend)
         self.network = model  # what a frame calls: the model, or its compiled form
@@ -116,11 +118,17 @@ class BGNNSimulator:
         return normalised.to(like.dtype) * scale + offset
 
     def acceleration(self, scene: Scene, state: ParticleState) -> Tensor:
+        """[n_active, 3] accelerations (m/frame^2); leaves the frame's wall contacts as
+        `clearance` for the wall guard."""
         history = state.history[-(self.history + 1) :, state.active]
-        neighbours = None
         if self.lists is not None:
             neighbours = self.lists.neighbours(state.positions, state.active, scene.walls,
                                                state.time)  # fmt: skip
+        else:
+            neighbours = fresh_neighbours(history[-1], scene.walls, state.time, self.spec.cutoff,
+                                          self.spec.walls_reach, self.graph_backend)  # fmt: skip
+        self.clearance = Clearance.of(neighbours.walls, len(history[-1]), self.spec.walls_reach,
+                                      state.time)  # fmt: skip
         graph = self.graph(history, state.types[state.active], scene.walls, state.time,
                            scene.frame_dt, neighbours)  # fmt: skip
         return self.denormalise(self.network(graph), history)
