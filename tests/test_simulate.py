@@ -10,6 +10,7 @@ import pytest
 
 from bgnn_sim.geometry.generators import HopperSpec, drum, hopper
 from bgnn_sim.geometry.mesh import save_mesh
+from bgnn_sim.io import render
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from tests.helpers import LIGGGHTS_HOPPER, liggghts_hopper_run
 
@@ -136,6 +137,25 @@ def test_simulate_without_the_wall_guard_runs_the_raw_model(
     with TrajectoryFile(out / "trajectory.h5") as traj:
         assert traj.guard_corrections is None and traj.attrs["wall_guard"] is None
     assert tomllib.loads((out / "config.toml").read_text())["wall_guard"] is False
+
+
+def test_simulate_without_off_screen_opengl_skips_only_the_picture(
+    run_cli, tiny_hopper_model, tiny_hopper_mesh, tmp_path, monkeypatch
+):
+    """VTK would crash the process without EGL or OSMesa: the run says so and writes the rest."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setattr(render.ctypes.util, "find_library", lambda name: None)
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        "simulate", tiny_hopper_mesh, "--model", tiny_hopper_model, "--particles", "60",
+        "--duration", "0.003", "--out", out,
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "warning: no snapshot.png: no off-screen OpenGL here" in stdout
+    assert "apt-get install libegl1 libegl-mesa0" in stdout
+    assert not (out / "snapshot.png").exists()
+    for name in set(RUN_FILES) - {"snapshot.png"}:
+        assert (out / name).is_file(), name
 
 
 def test_simulate_warns_outside_the_training_range(run_cli, tiny_hopper_model, tmp_path):

@@ -40,7 +40,7 @@ from bgnn_sim.geometry.container import Container, inspect_container
 from bgnn_sim.geometry.mesh import load_walls
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.io.outputs import strict_json
-from bgnn_sim.io.render import render_frame
+from bgnn_sim.io.render import offscreen_unavailable, render_frame
 from bgnn_sim.io.vtk import export_vtk
 from bgnn_sim.models.loading import load_model
 from bgnn_sim.pretrained import pretrained_model
@@ -90,6 +90,8 @@ def simulate(
     origin = f"from {config.init}" if config.init else f"filled in {fill_seconds:.1f} s"
     say(f"{n_particles} particles of radius {radius * 1e3:g} mm ({origin})")
     warnings = domain_warnings(container, state, config, trained.data)
+    if cannot_render := offscreen_unavailable():
+        warnings.append(f"no {SNAPSHOT}: {cannot_render}")
     for warning in warnings:
         say(f"warning: {warning}")
 
@@ -105,7 +107,7 @@ def simulate(
     rollout_seconds = time.perf_counter() - started
     done = round((last.time - state.time) / frame_dt)
 
-    metrics = _outputs(out, paths, container, config)
+    metrics = _outputs(out, paths, container, config, picture=not cannot_render)
     summary = {
         "mesh": str(config.mesh), "container": container.describe(), "kind": container.kind,
         "model": str(model_path), "model_step": trained.step, "device": str(trained.device),
@@ -167,9 +169,11 @@ def _guard_corrections(paths: list[Path]) -> int | None:
     return sum(counts) if counts else None
 
 
-def _outputs(out: Path, paths: list[Path], container: Container, config: SimulationConfig) -> dict:
-    """ParaView series and snapshot of the (first) trajectory, the analysis report of all of
-    them (an ensemble's band); returns the key figures."""
+def _outputs(
+    out: Path, paths: list[Path], container: Container, config: SimulationConfig, picture: bool
+) -> dict:
+    """ParaView series and (with `picture`) snapshot of the (first) trajectory, the analysis
+    report of all of them (an ensemble's band); returns the key figures."""
     options = AnalysisOptions(outlet_z=container.outlet_z)
     analyses = []
     for k, path in enumerate(paths):
@@ -177,8 +181,9 @@ def _outputs(out: Path, paths: list[Path], container: Container, config: Simulat
             traj = trajectory.read()
             if k == 0:  # the ParaView series and the picture show the first member
                 export_vtk(trajectory, out / "paraview", every=config.vtk_every)
-                shown = _snapshot_frame(traj.active, container.mixes)
-                render_frame(trajectory, shown, out / SNAPSHOT, by_type=container.mixes)
+                if picture:
+                    shown = _snapshot_frame(traj.active, container.mixes)
+                    render_frame(trajectory, shown, out / SNAPSHOT, by_type=container.mixes)
         analyses.append(analyze(traj, options))
     title = f"Simulation of {config.mesh}"
     if len(analyses) == 1:

@@ -8,6 +8,8 @@ then renders off-screen (EGL or OSMesa) all the same.
 
 from __future__ import annotations
 
+import ctypes.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,19 @@ import pyvista as pv
 
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.io.vtk import particles_polydata, set_point_array, walls_polydata
+
+
+def offscreen_unavailable() -> str | None:
+    """Why this machine cannot render a picture, or None when it can. Without a display VTK
+    renders through EGL (the library and a vendor of it, Mesa's or NVIDIA's) or OSMesa, and
+    with neither it crashes the process (a segmentation fault), so look before rendering."""
+    if os.environ.get("DISPLAY") or ctypes.util.find_library("OSMesa"):
+        return None
+    if ctypes.util.find_library("EGL") and any(
+        ctypes.util.find_library(vendor) for vendor in ("EGL_mesa", "EGL_nvidia")
+    ):
+        return None
+    return "no off-screen OpenGL here (EGL or OSMesa): apt-get install libegl1 libegl-mesa0"
 
 
 def render_frame(
