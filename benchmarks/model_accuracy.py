@@ -31,7 +31,7 @@ from bgnn_sim.models.loading import TrainedModel, load_model
 COLUMNS = {
     "hopper": ("discharge_fraction_max_error", "t50_relative_error",
                "mass_flow_rate_relative_error", "wasserstein_mean_m", "leakage_crossings",
-               "guard_corrections"),
+               "guard_corrections", "above_top_max"),
     "drum": ("mixing_entropy_max_error", "repose_angle_error_deg", "wasserstein_mean_m",
              "leakage_crossings", "leakage_outside_max", "guard_corrections"),
 }  # fmt: skip
@@ -60,8 +60,19 @@ def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
     seconds = time.perf_counter() - started
     metrics = compare_session(str(rollout), str(reference), out / "report", AnalysisOptions(),
                               dem_dt=2.5e-5, force=True)  # fmt: skip
-    return {**metrics, "rollout_frames": n_frames, "rollout_seconds": seconds,
-            "wall_guard": wall_guard, "diverged": diverged}  # fmt: skip
+    return {**metrics, "above_top_max": most_above_top(rollout), "rollout_frames": n_frames,
+            "rollout_seconds": seconds, "wall_guard": wall_guard, "diverged": diverged}  # fmt: skip
+
+
+def most_above_top(rollout: Path) -> int:
+    """The most active particles at one frame above the walls' highest point at that frame:
+    particles thrown out of an open top (a closed drum counts its leaks apart)."""
+    with TrajectoryFile(rollout) as trajectory:
+        traj = trajectory.read()
+    tops = np.array([max(w.vertices_at(t)[:, 2].max() for w in traj.walls if w.present_at(t))
+                     for t in traj.time])  # fmt: skip
+    above = (traj.positions[..., 2] > tops[:, None]) & traj.active
+    return int(above.sum(axis=1).max())
 
 
 def main() -> None:
