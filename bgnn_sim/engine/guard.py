@@ -263,7 +263,7 @@ class _PosedWalls:
 
     def largest_motion(self) -> float:
         """The farthest (m) any point of a present wall moved from t0 to t1: the largest
-        |w1 - w0| over the triangles' corners (|(R - I) w0 + s| is affine in w0, so its largest
+        |w1 - w0| over the triangles' corners (|(R - I) w0 + s| is convex in w0, so its largest
         value over a triangle is at a corner)."""
         largest = 0.0
         for k, move in enumerate(self.carry):

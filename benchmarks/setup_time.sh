@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set-up time of the README on a fresh machine, stood in for by a new Debian 12 root.
+#
+#   sudo benchmarks/setup_time.sh [ROOT_DIR]
+#
+# Builds a minimal Debian bookworm root (debootstrap), gives it what a machine of this kind has
+# before the set-up (Python 3.11 with venv, gcc, git; not timed), then times the README's
+# set-up command in it, apt part and pip part (a new venv, pip's cache off), and the main job.
+# The local PyTorch wheel of this kind of machine (/opt/wheels) and the host's CA bundle (for a
+# proxy that re-signs TLS) are handed in. Run it on an idle machine.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root="${1:-/tmp/bgnn-fresh-root}"
+apt-get install -y -q debootstrap bc > /dev/null
+rm -rf "$root"
+debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian > /dev/null
+mount --bind /proc "$root/proc"
+trap 'umount "$root/opt/wheels" 2>/dev/null; umount "$root/proc"' EXIT
+in_root() { chroot "$root" bash -c "$1"; }
+in_root "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    python3 python3-venv python3-dev gcc g++ git" > /dev/null
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+mkdir -p "$root/opt/wheels" && mount --bind /opt/wheels "$root/opt/wheels"
+git clone -q . "$root/root/bgnn"
+
+seconds() { local start; start=$(date +%s.%N); "$@" > /dev/null 2>&1; local rc=$?
+            echo "$(echo "$(date +%s.%N) - $start" | bc) s (exit $rc)"; }
+echo "apt:      $(seconds in_root "apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends liggghts libegl1 libegl-mesa0")"
+echo "pip:      $(seconds in_root "cd /root/bgnn && python3 -m venv /root/venv && \
+    . /root/venv/bin/activate && PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    PIP_FIND_LINKS=/opt/wheels pip install -q --no-cache-dir torch==2.13.0 -e '.[dev]'")"
+echo "main job: $(seconds in_root "cd /root/bgnn && . /root/venv/bin/activate && \
+    bgnn simulate meshes/hopper.stl")"
