@@ -3,6 +3,7 @@ line naming the key (exit 1) before any work; shipped recipes and checkpoints st
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def test_values_are_converted_to_their_field_type():
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
 def test_the_shipped_recipes_load(recipe):
     config = load_train_config(recipe)
-    assert config.steps == 12_000 and config.model.latent == 64
+    written = tomllib.loads(recipe.read_text())
+    assert (config.steps, config.lr) == (written["steps"], written["lr"])
+    assert config.model.latent == written["model"]["latent"] == 64  # the shipped models' width
 
 
 def test_a_checkpoint_config_without_todays_keys_loads_as_the_legacy_recipe():
