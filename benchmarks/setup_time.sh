@@ -6,21 +6,24 @@
 # Builds a minimal Debian bookworm root (debootstrap), gives it what a machine of this kind has
 # before the set-up (Python 3.11 with venv, gcc, git; not timed), then times the README's
 # set-up command in it, apt part and pip part (a new venv, pip's cache off), and the main job.
-# The local PyTorch wheel of this kind of machine (/opt/wheels) and the host's CA bundle (for a
-# proxy that re-signs TLS) are handed in. Run it on an idle machine.
+# Handed in from the host: the folder pip's PIP_FIND_LINKS names, if any (a machine of this
+# kind keeps its PyTorch wheel there), and the CA bundle of SSL_CERT_FILE, if set (for a proxy
+# that re-signs TLS). ROOT_DIR defaults to a new temporary folder. Run it on an idle machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-root="${1:-/tmp/bgnn-fresh-root}"
+root="${1:-$(mktemp -d)/root}"
+wheels="${PIP_FIND_LINKS:-}"
 apt-get install -y -q debootstrap bc > /dev/null
 rm -rf "$root"
 debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian > /dev/null
 mount --bind /proc "$root/proc"
-trap 'umount "$root/opt/wheels" 2>/dev/null; umount "$root/proc"' EXIT
+trap '[ -n "$wheels" ] && umount "$root$wheels" 2>/dev/null; umount "$root/proc"' EXIT
 in_root() { chroot "$root" bash -c "$1"; }
 in_root "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-dev gcc g++ git" > /dev/null
-cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
-mkdir -p "$root/opt/wheels" && mount --bind /opt/wheels "$root/opt/wheels"
+bundle=/etc/ssl/certs/ca-certificates.crt  # Debian's, where pip inside the root looks
+if [ -n "${SSL_CERT_FILE:-}" ]; then cp "$SSL_CERT_FILE" "$root$bundle"; fi
+if [ -n "$wheels" ]; then mkdir -p "$root$wheels" && mount --bind "$wheels" "$root$wheels"; fi
 git clone -q . "$root/root/bgnn"
 
 seconds() { local start; start=$(date +%s.%N); "$@" > /dev/null 2>&1; local rc=$?
@@ -28,7 +31,7 @@ seconds() { local start; start=$(date +%s.%N); "$@" > /dev/null 2>&1; local rc=$
 echo "apt:      $(seconds in_root "apt-get update -q && DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends liggghts libegl1 libegl-mesa0")"
 echo "pip:      $(seconds in_root "cd /root/bgnn && python3 -m venv /root/venv && \
-    . /root/venv/bin/activate && PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
-    PIP_FIND_LINKS=/opt/wheels pip install -q --no-cache-dir torch==2.13.0 -e '.[dev]'")"
+    . /root/venv/bin/activate && PIP_CERT=$bundle PIP_FIND_LINKS='$wheels' \
+    pip install -q --no-cache-dir torch==2.13.0 -e '.[dev]'")"
 echo "main job: $(seconds in_root "cd /root/bgnn && . /root/venv/bin/activate && \
     bgnn simulate meshes/hopper.stl")"
