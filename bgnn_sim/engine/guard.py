@@ -23,8 +23,10 @@ keep both rows bit for bit.
 A backend that has already searched the frame's wall contacts (the BGNN's graph) hands them
 over as a `Clearance`: the particles it found farther than its wall cutoff from every wall at t0
 are skipped when no wall can have come within their reach by t1 (the bound in
-`_provably_clear`), so that the guard's own search covers only the particles near a wall. The
-result is the same as testing every particle.
+`_provably_clear`), and a particle near a wall is tested against the triangles found near it at
+t0 when they must include every triangle within its reach at t1 (`_KnownPairs`), so that the
+guard searches the mesh only for the few particles that moved too far. The result is the same
+as testing every particle against every triangle.
 
 The guard is a safety net, not the fix: a model that needs it often is a model to retrain, and
 the number of corrections per frame is recorded in the trajectory for that reason.
@@ -40,7 +42,11 @@ import torch
 from torch import Tensor
 
 from bgnn_sim.engine.state import ParticleState, Scene
-from bgnn_sim.geometry.proximity import closest_point_on_triangle_pairs, closest_point_on_triangles
+from bgnn_sim.geometry.proximity import (
+    TriangleContacts,
+    closest_point_on_triangle_pairs,
+    closest_point_on_triangles,
+)
 from bgnn_sim.geometry.wall import Wall, posed_triangles
 from bgnn_sim.graph.walls import WallContacts, triangle_normals, wall_velocity
 
@@ -97,13 +103,17 @@ class Clearance:
         far: [n] bool over the active particles: no wall within `distance` of it at t0.
         distance: the search's cutoff (m).
         time: t0 (s); a clearance of another time is ignored.
-        walls: ids of the walls present at t0 (a wall that appears later was not searched).
+        walls: ids of the walls present at t0, in the order of their triangles (a wall that
+            appears later was not searched).
+        contacts: the (particle, triangle) pairs within `distance` at t0, sorted by (particle,
+            triangle); triangles numbered over the present walls' soup, as the guard's.
     """
 
     far: Tensor
     distance: float
     time: float
-    walls: frozenset[int]
+    walls: tuple[int, ...]
+    contacts: TriangleContacts
 
     @staticmethod
     def of(found: WallContacts, n: int, distance: float, time: float) -> Clearance:
@@ -111,7 +121,13 @@ class Clearance:
         `found` (particle indices 0..n-1)."""
         far = torch.ones(n, dtype=torch.bool, device=found.triangles.device)
         far[found.contacts.point_index] = False
-        return Clearance(far, distance, time, frozenset(id(wall) for wall in found.walls))
+        walls = tuple(id(wall) for wall in found.walls)
+        return Clearance(far, distance, time, walls, found.contacts)
+
+    def usable(self, posed: _PosedWalls, t0: float, n: int) -> bool:
+        """Whether it describes this frame: its time, its particles, no wall it did not see."""
+        return (self.time == t0 and len(self.far) == n
+                and {id(wall) for wall in posed.walls} <= set(self.walls))  # fmt: skip
 
 
 class GuardedFrame(NamedTuple):
@@ -179,14 +195,17 @@ def guard_frame(
     posed = _PosedWalls.at(walls, t0, t0 + frame_dt, x1)
     if posed is None or len(x1) == 0:
         return GuardedFrame(x1, x0, 0)
+    if clearance is not None and not clearance.usable(posed, t0, len(x1)):
+        clearance = None
+    known = _KnownPairs.of(clearance, posed)
     moved, velocity = x1.clone(), x1 - x0
     corrected = torch.zeros(len(x1), dtype=torch.bool, device=x1.device)
-    todo = torch.nonzero(~_provably_clear(posed, clearance, x0, x1, gap, t0)).squeeze(1)
+    todo = torch.nonzero(~_provably_clear(posed, clearance, x0, x1, gap)).squeeze(1)
     for _ in range(PASSES):
         if len(todo) == 0:
             break
-        todo, position, speed = _guard_pass(posed, x0[todo], moved[todo], velocity[todo],
-                                            gap[todo], todo, frame_dt)  # fmt: skip
+        todo, position, speed = _guard_pass(posed, known, x0[todo], moved[todo],
+                                            velocity[todo], gap[todo], todo, frame_dt)  # fmt: skip
         moved[todo], velocity[todo] = position, speed
         corrected[todo] = True
     count = int(corrected.sum())
@@ -198,17 +217,14 @@ def guard_frame(
 
 
 def _provably_clear(
-    posed: _PosedWalls, clearance: Clearance | None, x0: Tensor, x1: Tensor, gap: Tensor,
-    t0: float,
-) -> Tensor:  # fmt: skip
+    posed: _PosedWalls, clearance: Clearance | None, x0: Tensor, x1: Tensor, gap: Tensor
+) -> Tensor:
     """[n] bool: particles that no wall can be within reach of at t1, so that a test would find
     nothing. A particle farther than d from every wall at t0 is at t1 farther than
     d - |x1 - x0| - (the farthest any wall point moved), while the test reaches gap + the
     farthest move of x0 carried along with a wall to x1 (`_guard_pass`)."""
-    unknown = torch.zeros(len(x1), dtype=torch.bool, device=x1.device)
-    if (clearance is None or clearance.time != t0 or len(clearance.far) != len(x1)
-            or not {id(wall) for wall in posed.walls} <= clearance.walls):  # fmt: skip
-        return unknown
+    if clearance is None:
+        return torch.zeros(len(x1), dtype=torch.bool, device=x1.device)
     lower = clearance.distance - torch.linalg.vector_norm(x1 - x0, dim=1) - posed.largest_motion()
     return clearance.far.to(x1.device) & (lower > gap + posed.farthest_move(x0, x1))
 
@@ -280,6 +296,50 @@ class _PosedWalls:
         return wall_velocity(self.walls, wall_index.cpu().numpy(), points, self.t1)
 
 
+@dataclass(frozen=True)
+class _KnownPairs:
+    """The (particle, triangle) pairs a backend found within `distance` of each other at t0,
+    grouped by particle, to test at t1 instead of searching the mesh. A triangle within reach r
+    of a particle at t1 was within r + |x1 - x0| + (the farthest any wall point moved) of it at
+    t0: when that is within `distance`, the particle's pairs include every triangle it can
+    reach. Only for the walls of t0, numbered alike (the same walls present, in order).
+
+    Attributes:
+        start: [n + 1] int64, particle i's pairs are start[i]:start[i + 1].
+        triangle: [P] int64, each pair's triangle, ascending within a particle.
+        slack: `distance` less the walls' largest motion (m).
+    """
+
+    start: Tensor
+    triangle: Tensor
+    slack: float
+
+    @staticmethod
+    def of(clearance: Clearance | None, posed: _PosedWalls) -> _KnownPairs | None:
+        """The pairs of a usable `clearance`; None when its triangles are numbered otherwise."""
+        if clearance is None or clearance.walls != tuple(id(wall) for wall in posed.walls):
+            return None
+        point = clearance.contacts.point_index.to(posed.triangles.device)
+        counts = torch.bincount(point, minlength=len(clearance.far))
+        start = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        triangle = clearance.contacts.triangle_index.to(posed.triangles.device)
+        return _KnownPairs(start, triangle, clearance.distance - posed.largest_motion())
+
+    def covering(self, index: Tensor, x0: Tensor, x1: Tensor, reach: Tensor):
+        """Which of the particles `index` [m] (at x0 and x1 [m, 3], reaching `reach` [m]) the
+        pairs cover ([m] bool), and those particles' pairs: (position in `index` [Q], triangle
+        [Q]), sorted by (position, triangle)."""
+        covered = reach + torch.linalg.vector_norm(x1 - x0, dim=1) <= self.slack
+        members = torch.nonzero(covered).squeeze(1)
+        first = self.start[index[members]]
+        counts = self.start[index[members] + 1] - first
+        owner = torch.repeat_interleave(members, counts)
+        before = torch.cumsum(counts, 0) - counts  # each member's first row among the pairs
+        row = torch.arange(len(owner), device=owner.device)
+        pair = torch.repeat_interleave(first - before, counts) + row
+        return covered, owner, self.triangle[pair]
+
+
 def _carry(wall: Wall, t0: float, t1: float, like: Tensor) -> tuple[Tensor, Tensor] | None:
     """Rotation [3, 3] and shift [3] of pose(t1) @ pose(t0)^-1; None for a wall at rest."""
     relative = wall.motion.transform(t1) @ np.linalg.inv(wall.motion.transform(t0))
@@ -290,17 +350,24 @@ def _carry(wall: Wall, t0: float, t1: float, like: Tensor) -> tuple[Tensor, Tens
 
 
 def _guard_pass(
-    posed: _PosedWalls, x0: Tensor, x1: Tensor, velocity: Tensor, gap: Tensor, index: Tensor,
-    frame_dt: float,
+    posed: _PosedWalls, known: _KnownPairs | None, x0: Tensor, x1: Tensor, velocity: Tensor,
+    gap: Tensor, index: Tensor, frame_dt: float,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """One test of particles `index` [m] (x0, x1, velocity [m, 3], gap [m]).
+    """One test of particles `index` [m] (x0, x1, velocity [m, 3], gap [m]), against the
+    `known` pairs of those they cover and by a search for the others.
 
     Returns:
         index: [c] the particles corrected; position: [c, 3] their new x1; velocity: [c, 3]
         their new velocity (m per frame).
     """
     reach = gap + posed.farthest_move(x0, x1)  # a path through a wall ends this close to it
-    point, triangle, closest, distance = _contacts_within(x1, posed.triangles, reach)
+    covered = torch.zeros(len(x1), dtype=torch.bool, device=x1.device)
+    parts = []
+    if known is not None:
+        covered, owner, triangle = known.covering(index, x0, x1, reach)
+        parts.append(_pairs_within(x1, posed.triangles, reach, owner, triangle))
+    parts.append(_contacts_within(x1, posed.triangles, reach, torch.nonzero(~covered).squeeze(1)))
+    point, triangle, closest, distance = (torch.cat(column) for column in zip(*parts, strict=True))
     normal, corner = posed.normals[triangle], posed.triangles[triangle, 0]
     start = posed.carried(x0[point], posed.wall_index[triangle])
     s0 = _dot(start - corner, normal)  # signed distances from the triangle's plane
@@ -333,17 +400,31 @@ def _guard_pass(
     return index[particles], torch.cat([at_cross, at_push]), speed
 
 
-def _contacts_within(
-    points: Tensor, triangles: Tensor, reach: Tensor
+def _pairs_within(
+    points: Tensor, triangles: Tensor, reach: Tensor, point: Tensor, triangle: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(point, triangle) pairs with distance <= reach[point]: point [P], triangle [P] indices,
-    closest [P, 3] points on the triangles, distance [P]. One search reaches _FAST_REACH x the
-    median reach; the fast particles beyond it are searched apart, so that a few of them do not
-    widen the search of all."""
-    common = _FAST_REACH * reach.median().item()
-    fast = reach > common
+    """The pairs (point [P], triangle [P]) with distance <= reach[point], as `_contacts_within`
+    returns them."""
+    query = points.index_select(0, point)
+    closest = closest_point_on_triangle_pairs(query, triangles.index_select(0, triangle))
+    distance = torch.linalg.vector_norm(query - closest, dim=1)
+    keep = (distance <= reach.index_select(0, point)).nonzero().squeeze(1)
+    return tuple(x.index_select(0, keep) for x in (point, triangle, closest, distance))
+
+
+def _contacts_within(
+    points: Tensor, triangles: Tensor, reach: Tensor, searched: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(point, triangle) pairs of the points `searched` [s] with distance <= reach[point]:
+    point [P], triangle [P] indices, closest [P, 3] points on the triangles, distance [P]. One
+    search reaches _FAST_REACH x the median reach; the fast particles beyond it are searched
+    apart, so that a few of them do not widen the search of all."""
+    if len(searched) == 0:  # nothing to search: no pairs, in the right dtypes
+        return _pairs_within(points, triangles, reach, searched, searched)
+    common = _FAST_REACH * reach[searched].median().item()
+    fast = reach[searched] > common
     parts = []
-    for members in (torch.nonzero(~fast).squeeze(1), torch.nonzero(fast).squeeze(1)):
+    for members in (searched[~fast], searched[fast]):
         if len(members) == 0:
             continue
         mine = reach[members]
