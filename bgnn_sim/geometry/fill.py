@@ -25,7 +25,7 @@ from bgnn_sim.geometry.proximity import closest_point_on_triangle_pairs, closest
 from bgnn_sim.physics import SETTLED_PACKING, sphere_volume
 
 STIFFNESS = 2000.0  # K: contact force per overlap, sphere weights per diameter
-TIME_STEP = 0.2 / math.sqrt(STIFFNESS)  # ~1/20 of a contact's oscillation period
+TIME_STEP = 0.3 / math.sqrt(STIFFNESS)  # ~1/15 of a contact's oscillation period
 # Dashpots at half the critical damping of a contact (reduced mass 1/2 between spheres, 1 at a
 # wall), and a weak drag so that the bed comes to rest.
 PAIR_DAMPING = math.sqrt(STIFFNESS / 2)
@@ -173,16 +173,19 @@ def _wall_feet(x: Tensor, walls: Tensor, triangles: Tensor) -> tuple[Tensor, Ten
     touching = (x[walls[:, 0]] - feet).norm(dim=1) < 0.5
     sphere, feet = walls[touching, 0], feet[touching]
     keys = torch.cat([sphere[:, None].to(feet.dtype), torch.round(feet * 1e6)], dim=1)
-    _, first = _unique_rows(keys)
+    first = torch.from_numpy(_first_of_each_row(keys.numpy()))
     return sphere[first], feet[first]
 
 
-def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Unique rows of [R, C] and the index of one occurrence of each."""
-    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    first = torch.full((len(unique),), len(rows), dtype=torch.long)
-    first.scatter_reduce_(0, inverse, torch.arange(len(rows)), reduce="amin")
-    return unique, first
+def _first_of_each_row(rows: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct row of [R, C], the rows in sorted order.
+    (A stable sort by all columns: 10x cheaper than torch.unique(dim=0) on a settling step's
+    few hundred contacts, and this runs every step.)"""
+    order = np.lexsort(rows.T[::-1])  # by column 0, then 1, ...; equal rows keep their order
+    ordered = rows[order]
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    return order[new]
 
 
 def _check_overlaps(x: Tensor, triangles: Tensor) -> None:
