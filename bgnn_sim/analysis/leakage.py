@@ -55,8 +55,10 @@ _FINEST_CELL_FRACTION = 1 / 256
 _MIN_BATCH = 64
 # Cells along the longest side of a wall's voxel grid. A path within a block of clear cells
 # cannot cross the wall, a point in a clear cell takes the side of its region: only the rest
-# need the exact tests. Finer cells: fewer exact tests, longer set-up.
-_VOXELS_ALONG_LONGEST = 128
+# need the exact tests. Finer cells: fewer exact tests, longer set-up (~1 s at 256, where the
+# cells of a 10 cm drum, 0.4 mm, clear the particles resting a radius from its wall; 128
+# left most of them to the exact tests and took 1.5x longer in all).
+_VOXELS_ALONG_LONGEST = 256
 _PAD = 3  # clear layers of cells around the mesh: the block of a path beyond the grid is clear
 # Relative distance (to the mesh size) within which two closest points are the same feature.
 _SAME_POINT = 1e-9
@@ -95,16 +97,18 @@ class Leakage:
 
 def leakage_report(trajectory: Trajectory) -> Leakage:
     """Wall crossings per frame and, for a closed container, particles outside it per frame."""
+    grids: dict[int, _Voxels] = {}  # one grid per wall for both measures
     crossings = np.zeros(trajectory.n_frames, dtype=np.int64)
-    crossings[1:] = wall_crossings(trajectory)
-    return Leakage(trajectory.time.copy(), crossings, outside_count(trajectory))
+    crossings[1:] = wall_crossings(trajectory, grids)
+    return Leakage(trajectory.time.copy(), crossings, outside_count(trajectory, grids))
 
 
-def wall_crossings(trajectory: Trajectory) -> np.ndarray:
+def wall_crossings(trajectory: Trajectory, grids: dict[int, _Voxels] | None = None) -> np.ndarray:
     """[T - 1] int: per step t -> t + 1, the particles active at both frames whose path crosses
     a wall present at both frames (a gate removed in between lets particles through).
 
-    A particle crossing several walls (or one wall twice) in a step counts once.
+    A particle crossing several walls (or one wall twice) in a step counts once. `grids`: the
+    walls' voxel grids by id(wall), filled in as they are built (see `_grid`).
     """
     positions, n_steps = trajectory.positions, max(trajectory.n_frames - 1, 0)
     crossed = np.zeros((n_steps, trajectory.n_particles), dtype=bool)
@@ -113,7 +117,7 @@ def wall_crossings(trajectory: Trajectory) -> np.ndarray:
         present = _present_frames(wall, trajectory.time)
         inverse = _inverse_poses(wall, trajectory.time)
         rest = wall.vertices[wall.faces]
-        voxels = _Voxels.of(rest)
+        voxels = _grid(wall, grids)
         valid = moving & (present[:-1] & present[1:])[:, None]
         for steps in _frame_blocks(n_steps, trajectory.n_particles):
             step, particle = np.nonzero(valid[steps])
@@ -129,7 +133,9 @@ def wall_crossings(trajectory: Trajectory) -> np.ndarray:
     return crossed.sum(axis=1)
 
 
-def outside_count(trajectory: Trajectory) -> np.ndarray | None:
+def outside_count(
+    trajectory: Trajectory, grids: dict[int, _Voxels] | None = None
+) -> np.ndarray | None:
     """[T] int: active particles outside the closed container at each frame, or None.
 
     Several walls combine by the even-odd rule: a particle is inside when it is inside an odd
@@ -138,14 +144,14 @@ def outside_count(trajectory: Trajectory) -> np.ndarray | None:
     wall present every particle is outside. Every wall must be watertight on its own (trimesh's
     test on the mesh as loaded; a rigid motion keeps it) and be one closed surface or several
     disjoint ones; otherwise, and without walls, the container is open and the answer is None.
-    A particle exactly on a wall counts as inside.
+    A particle exactly on a wall counts as inside. `grids` as for `wall_crossings`.
     """
     walls = trajectory.walls
     if not walls or not all(wall.to_trimesh().is_watertight for wall in walls):
         return None
     inside = np.zeros(trajectory.active.shape, dtype=bool)
     for wall in walls:
-        solid = _Solid.of(wall)
+        solid = _Solid.of(wall, _grid(wall, grids))
         present = _present_frames(wall, trajectory.time)
         inverse = _inverse_poses(wall, trajectory.time)
         for frames in _frame_blocks(trajectory.n_frames, trajectory.n_particles):
@@ -289,6 +295,14 @@ class _Voxels:
         return small & self.clear_block[tuple(low.T)]
 
 
+def _grid(wall: Wall, grids: dict[int, _Voxels] | None) -> _Voxels:
+    """The voxel grid of `wall`'s rest mesh, from `grids` or built (and kept there)."""
+    grids = {} if grids is None else grids
+    if id(wall) not in grids:
+        grids[id(wall)] = _Voxels.of(wall.vertices[wall.faces])
+    return grids[id(wall)]
+
+
 def _surface_lattice(triangles: np.ndarray, spacing: float) -> Iterator[np.ndarray]:
     """Points [M, 3] on triangles [F, 3, 3], neighbours at most `spacing` apart on each
     triangle (a barycentric lattice of n steps per edge), a bounded batch at a time."""
@@ -319,13 +333,13 @@ class _Solid:
     side: np.ndarray
 
     @classmethod
-    def of(cls, wall: Wall) -> _Solid:
+    def of(cls, wall: Wall, voxels: _Voxels) -> _Solid:
+        """The inside of `wall`, with the voxel grid of its rest mesh."""
         mesh = wall.to_trimesh()
         # The pseudonormal test needs outward normals; a file's winding is not to be trusted.
         trimesh.repair.fix_normals(mesh, multibody=True)
         triangles = np.array(mesh.triangles, dtype=np.float64)
         normals = torch.from_numpy(np.array(mesh.face_normals, dtype=np.float64))
-        voxels = _Voxels.of(triangles)
         # Clear cells sharing a face form a region the surface does not cut: one side for all,
         # that of any of its cells' centre.
         region, _ = scipy.ndimage.label(~voxels.near)
