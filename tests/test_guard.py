@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from bgnn_sim.analysis.compare import compare
 from bgnn_sim.analysis.summary import analyze
 from bgnn_sim.engine import guard as guard_module
 from bgnn_sim.engine.guard import Clearance, WallGuard, guard_frame
-from bgnn_sim.engine.rollout import rollout_to_file, step
+from bgnn_sim.engine.rollout import rollout_to_file, step, successive_states, window_steps
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.generators import HopperSpec, drum, hopper
 from bgnn_sim.geometry.proximity import closest_point_on_triangles
@@ -327,3 +328,47 @@ def test_a_backends_clearance_skips_particles_without_changing_the_frame(scene, 
     assert full.corrected > 0 and skipping.corrected == full.corrected
     assert torch.equal(skipping.positions, full.positions)
     assert torch.equal(skipping.previous, full.previous)
+
+
+class JitteryWindow:
+    """A windowed backend whose frames scatter particles (towards and through walls): 4 frames
+    per call of constant velocity plus noise seeded by the window's time."""
+
+    history = 1
+
+    def window(self, scene, state):
+        rng = np.random.default_rng(round(state.time / DT))
+        jitter = torch.from_numpy(rng.normal(scale=6e-4, size=(4, *state.positions.shape)))
+        steps = torch.arange(1, 5, dtype=torch.float64)[:, None, None]
+        return state.positions + steps * state.velocity + jitter.cumsum(dim=0)
+
+
+def test_a_windowed_backends_guard_lists_change_no_frame(monkeypatch):
+    """A windowed backend searches no walls: the engine keeps wall-contact lists for its guard
+    (rollout.guard_lists), which spare most of the guard's searches and give the same frames as
+    its own search of all."""
+    searched = []
+
+    def counting(points, triangles, cutoff):
+        searched.append(len(points))
+        return closest_point_on_triangles(points, triangles, cutoff)
+
+    monkeypatch.setattr(guard_module, "closest_point_on_triangles", counting)
+    walls = [mesh_wall(drum(0.05, 0.04), "drum", Rotation((0, 1, 0), rpm=30.0))]
+    scene = Scene(walls, frame_dt=DT)
+    rng = np.random.default_rng(1)
+    direction = rng.normal(size=(300, 3))
+    x0 = direction / np.linalg.norm(direction, axis=1, keepdims=True) * [0.045, 0.018, 0.045]
+    x0 *= rng.uniform(0.3, 1.0, size=(300, 1))  # from the axis to near the walls
+    state = falling_state(x0, rng.normal(scale=3e-4, size=x0.shape), 0.0)
+    frames = successive_states(JitteryWindow(), scene, state, WallGuard())
+    listed = list(itertools.islice(frames, 24))
+    searched_with_lists = sum(searched)
+    unlisted, now = [], state
+    for _ in range(6):
+        unlisted += window_steps(JitteryWindow(), scene, now, WallGuard())
+        now = unlisted[-1]
+    assert searched_with_lists < 0.2 * (sum(searched) - searched_with_lists)
+    assert sum(s.guard_corrections for s in listed) > 10
+    for a, b in zip(listed, unlisted, strict=True):
+        assert torch.equal(a.history, b.history) and a.guard_corrections == b.guard_corrections

@@ -19,11 +19,17 @@ from torch import Tensor
 from bgnn_sim.engine.guard import DEFAULT_WALL_GUARD, Clearance, WallGuard, guarded_advance
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.errors import BgnnError
+from bgnn_sim.graph.verlet import VerletLists
 from bgnn_sim.io.hdf5 import TrajectoryWriter
 
 # Faster than anything in a hopper or drum of lab size (free fall from 1 m reaches 4.4 m/s):
 # a particle beyond it means the rollout has diverged.
 MAX_SPEED_MS = 20.0
+# The wall-contact lists of a windowed backend's guard (in particle radii): the guard's reach
+# (half a radius of gap, plus a frame's move: about a radius in a 5 ms frame) plus a frame's
+# move and the walls' must lie within the reach for a particle's pairs to cover it.
+GUARD_REACH_RADII = 4.0
+GUARD_SKIN_RADII = 2.0
 
 
 class DivergenceError(BgnnError):
@@ -77,18 +83,37 @@ def step(
 
 
 def window_steps(
-    backend: WindowBackend, scene: Scene, state: ParticleState, guard: WallGuard | None = None
+    backend: WindowBackend,
+    scene: Scene,
+    state: ParticleState,
+    guard: WallGuard | None = None,
+    near_walls: VerletLists | None = None,
 ) -> list[ParticleState]:
     """The states of the frames of one window; the sinks and the guard act on each frame, as in
     step. A guarded frame is the start of the next one: the window's later frames are checked
-    against the corrected positions, so a particle the model keeps outside is caught again."""
+    against the corrected positions, so a particle the model keeps outside is caught again.
+    `near_walls`: wall-contact lists (walls only) that give the guard each frame's clearance,
+    as a BGNN's graph does (see `guard_lists`)."""
     states = []
     for positions in backend.window(scene, state):
         state = leave_sinks(scene, state)
+        clearance = None
+        if near_walls is not None and guard is not None:
+            found = near_walls.neighbours(state.positions, state.active, scene.walls, state.time)
+            clearance = Clearance.of(found.walls, int(state.active.sum()),
+                                     near_walls.wall_cutoff, state.time)  # fmt: skip
         moved = torch.where(state.active[:, None], positions.to(state.history), state.positions)
-        state = advance(scene, state, moved, guard)
+        state = advance(scene, state, moved, guard, clearance)
         states.append(state)
     return states
+
+
+def guard_lists(state: ParticleState) -> VerletLists:
+    """Wall-contact lists for the guard of a backend that searches no walls itself: within
+    GUARD_REACH_RADII of the walls, with a skin of GUARD_SKIN_RADII (of the largest particle).
+    The guard then searches the mesh only for particles that moved farther in a frame."""
+    radius = float(state.radius.max()) if len(state.radius) else 0.0
+    return VerletLists(None, GUARD_REACH_RADII * radius, GUARD_SKIN_RADII * radius)
 
 
 def advance(
@@ -117,9 +142,10 @@ def successive_states(
 ) -> Iterator[ParticleState]:
     """The states of the following frames, one by one, from either kind of backend."""
     windowed = hasattr(backend, "window")
+    near_walls = guard_lists(state) if windowed and guard is not None else None
     while True:
         if windowed:
-            states = window_steps(backend, scene, state, guard)
+            states = window_steps(backend, scene, state, guard, near_walls)
         else:
             states = [step(backend, scene, state, guard)]
         yield from states

@@ -75,14 +75,17 @@ class VerletLists:
     of rollouts: a jump in positions or a change of scene simply triggers a rebuild.
 
     Args:
-        cutoff: particle-particle cutoff (m).
+        cutoff: particle-particle cutoff (m); None keeps wall contacts only (the engine's
+            wall guard needs no particle pairs).
         wall_cutoff: particle-wall cutoff (m).
         skin: extra reach of the candidates (m), > 0. Larger skins rebuild less often but test
             more candidates per frame.
         backend: the neighbour search of a build (see `radius_graph`).
     """
 
-    def __init__(self, cutoff: float, wall_cutoff: float, skin: float, backend: str = "auto"):
+    def __init__(
+        self, cutoff: float | None, wall_cutoff: float, skin: float, backend: str = "auto"
+    ):
         if not skin > 0:
             raise ValueError(f"the skin must be > 0, got {skin}")
         self.cutoff, self.wall_cutoff, self.skin, self.backend = cutoff, wall_cutoff, skin, backend
@@ -133,7 +136,8 @@ class VerletLists:
         if len(triangles):
             wall_moved = torch.linalg.vector_norm(triangles - build.triangles, dim=2).max().item()
         farthest = particle_moved.max().item() if len(particle_moved) else 0.0
-        if not (2 * farthest <= self.skin and farthest + wall_moved <= self.skin):
+        pairs_kept = self.cutoff is None or 2 * farthest <= self.skin
+        if not (pairs_kept and farthest + wall_moved <= self.skin):
             return None
         return particle_moved, wall_moved
 
@@ -142,7 +146,10 @@ class VerletLists:
         self.builds += 1
         index = torch.nonzero(active).squeeze(1)
         x = positions.index_select(0, index)
-        pairs = index[radius_graph(x, self.cutoff + self.skin, backend=self.backend)]
+        if self.cutoff is None:
+            pairs = index.new_zeros(2, 0)
+        else:
+            pairs = index[radius_graph(x, self.cutoff + self.skin, backend=self.backend)]
         pair_distance = torch.linalg.vector_norm(positions[pairs[1]] - positions[pairs[0]], dim=1)
         contacts = closest_point_on_triangles(x, triangles, self.wall_cutoff + self.skin)
         contacts = contacts._replace(point_index=index.index_select(0, contacts.point_index))
@@ -154,6 +161,8 @@ class VerletLists:
         `radius_graph`. A pair's distance changed by at most the sum of its ends' moves, so
         only the candidates that could have come within the cutoff are measured."""
         build = self._build
+        if self.cutoff is None:
+            return build.pairs
         sender, receiver = build.pairs
         reachable = build.pair_distance <= self.cutoff + moved[sender] + moved[receiver]
         pairs = build.pairs[:, reachable & active[sender] & active[receiver]]
