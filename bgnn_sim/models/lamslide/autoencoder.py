@@ -143,15 +143,25 @@ class Autoencoder(nn.Module):
     def decode(self, latents: Tensor, anchors: Tensor, codes: Tensor, bounds: Tensor,
                chunk: int = 4096) -> Decoded:  # fmt: skip
         """Read out the particles at anchors [N, 3] (m) with identifier codes [N, F]."""
+        return self.read(latents, self.queries(anchors, codes, bounds), anchors, chunk)
+
+    def queries(self, anchors: Tensor, codes: Tensor, bounds: Tensor) -> Tensor:
+        """[N, width] decoder queries of the particles at anchors [N, 3] (m) with codes [N, F]:
+        the same for every frame read from these anchors (a rollout's window), so computed
+        once for all of them."""
+        return self.query(self._place(anchors, bounds)) + self.query_id(self.ids(codes))
+
+    def read(self, latents: Tensor, queries: Tensor, anchors: Tensor, chunk: int = 4096):
+        """`decode` with the particles' `queries` [N, width] given; queries attend in chunks
+        (the attention's memory grows with the chunk, not with N)."""
         context = self.decoder_block(latents[None])[0]
-        parts = [self._read(context, anchors[k : k + chunk], codes[k : k + chunk], bounds)
-                 for k in range(0, len(codes), chunk)]  # fmt: skip
+        parts = [self._read(context, queries[k : k + chunk])
+                 for k in range(0, len(queries), chunk)]  # fmt: skip
         moved, type_logits = (torch.cat(p) for p in zip(*parts, strict=True))
         return Decoded(anchors + moved.to(anchors.dtype) * self.config.displacement_unit,
                        type_logits)  # fmt: skip
 
-    def _read(self, context: Tensor, anchors: Tensor, codes: Tensor, bounds: Tensor):
-        queries = self.query(self._place(anchors, bounds)) + self.query_id(self.ids(codes))
+    def _read(self, context: Tensor, queries: Tensor) -> tuple[Tensor, Tensor]:
         hidden = self.read_latents(queries, context)
         return self.displacement_head(hidden), self.type_head(hidden)
 

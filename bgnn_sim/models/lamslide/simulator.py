@@ -55,7 +55,8 @@ class LamSlideSimulator:
         walls = wall_state(scene.walls, state.time + scene.frame_dt * offsets)
         future = sample_future(self.dynamics, context, walls, geometry_of(scene.walls, bounds),
                                (config.future, *context.shape[1:]), self.generator)  # fmt: skip
-        return torch.stack([self.autoencoder.decode(latents, anchors, self.codes, bounds).positions
+        queries = self.autoencoder.queries(anchors, self.codes, bounds)
+        return torch.stack([self.autoencoder.read(latents, queries, anchors).positions
                             for latents in future])  # fmt: skip
 
 
