@@ -14,6 +14,7 @@ from bgnn_sim.geometry.generators import drum
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
 from bgnn_sim.graph.features import GraphSpec, build_graph
 from bgnn_sim.graph.verlet import VerletLists
+from bgnn_sim.graph.walls import wall_contacts
 
 RADIUS = 0.002
 SPEC = GraphSpec(cutoff=3 * RADIUS, wall_cutoff=4 * RADIUS, radius=RADIUS,
@@ -48,20 +49,29 @@ def _assert_same_graphs(lists, positions, active_at, walls, frames):
     return lists.builds
 
 
-def test_lists_give_the_fresh_graph_in_a_turning_drum_as_particles_leave():
+def _turning_drum() -> Wall:
     mesh = drum()  # radius 0.05 m, length 0.04 m, axis y
-    wall = Wall(
+    return Wall(
         "drum",
         np.asarray(mesh.vertices),
         np.asarray(mesh.faces),
         Rotation(axis=(0.0, 1.0, 0.0), rpm=30.0),
     )  # ~0.16 mm per frame at the rim
-    rng = np.random.default_rng(0)
-    n, frames = 300, 45
+
+
+def _walks_in_the_drum(rng, n: int, frames: int) -> torch.Tensor:
+    """[frames, n, 3] random walks from points spread through the drum."""
     radius, angle = 0.048 * np.sqrt(rng.random(n)), 2 * math.pi * rng.random(n)
     start = np.column_stack((radius * np.cos(angle), rng.uniform(-0.018, 0.018, n),
                              radius * np.sin(angle)))  # fmt: skip
-    positions = _walk(n, frames, start, 1e-4, seed=1)
+    return _walk(n, frames, start, 1e-4, seed=1)
+
+
+def test_lists_give_the_fresh_graph_in_a_turning_drum_as_particles_leave():
+    wall = _turning_drum()
+    rng = np.random.default_rng(0)
+    n, frames = 300, 45
+    positions = _walks_in_the_drum(rng, n, frames)
     leaving = torch.from_numpy(rng.random(n) < 0.3)  # a third leave, one by one, mid-run
 
     def active_at(frame):
@@ -72,6 +82,22 @@ def test_lists_give_the_fresh_graph_in_a_turning_drum_as_particles_leave():
     builds = _assert_same_graphs(lists, positions, active_at, [wall], frames)
     # The turning wall and the walks force rebuilds, but the lists outlive most frames.
     assert 2 <= builds <= (frames - 5) // 2
+
+
+def test_lists_of_walls_only_give_the_fresh_wall_contacts():
+    """Without a particle cutoff (the wall guard's lists): no particle pairs, and each frame's
+    wall contacts are those of a fresh search, pair for pair and bit for bit."""
+    wall = _turning_drum()
+    positions = _walks_in_the_drum(np.random.default_rng(4), 200, 30)
+    lists = VerletLists(None, SPEC.walls_reach, skin=1e-3)
+    everyone = torch.ones(200, dtype=torch.bool)
+    for frame in range(30):
+        kept = lists.neighbours(positions[frame], everyone, [wall], frame * FRAME_DT)
+        fresh = wall_contacts(positions[frame], [wall], frame * FRAME_DT, SPEC.walls_reach)
+        assert kept.particle_edges.shape == (2, 0)
+        for a, b in zip(kept.walls.contacts, fresh.contacts, strict=True):
+            assert torch.equal(a, b), frame
+    assert 2 <= lists.builds <= 15
 
 
 def test_lists_follow_a_gate_that_opens():
