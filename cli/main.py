@@ -22,8 +22,9 @@ Compile = Annotated[
     bool,
     typer.Option(
         "--compile",
-        help="BGNN: compile the network (torch.compile) after 10-45 s of compilation; "
-        "measured to pay on large rollouts (10k particles), not on small ones.",
+        help="Compile the network (BGNN) or the latent dynamics (LaM-SLidE) with "
+        "torch.compile, after 10-45 s of compilation; pays on long or large rollouts "
+        "(10k particles), not on small ones.",
     ),
 ]
 DemDt = Annotated[float, typer.Option(help="LIGGGHTS time step (s): time = step x dt.")]

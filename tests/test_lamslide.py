@@ -287,6 +287,23 @@ def test_lamslide_backend_generates_seeded_windows_of_every_particle(tiny_lamsli
     assert not torch.equal(windows[0], windows[2])
 
 
+@pytest.mark.slow
+def test_compiled_dynamics_give_the_plain_windows(tiny_lamslide, tiny_dataset):
+    """--compile on a LaM-SLidE model compiles its latent dynamics: the same window, to
+    round-off (fused operations), for the same seed."""
+    init = sorted((tiny_dataset / "trajectories").glob("*.h5"))[0]
+    with TrajectoryFile(init) as source:
+        scene = scene_from_trajectory(source, frame_dt=0.002)
+        state = state_from_trajectory(source, 10, 2, stride=2)
+    windows = []
+    for compiled in (False, True):
+        backend, _ = lamslide_from_checkpoint(tiny_lamslide, seed=3)
+        if compiled:
+            backend.compile()
+        windows.append(backend.window(scene, state))
+    torch.testing.assert_close(windows[1], windows[0], rtol=0, atol=1e-6)  # metres
+
+
 def test_an_exported_model_rolls_out_the_same_without_its_optimiser(
     tiny_lamslide, tiny_dataset, tmp_path
 ):

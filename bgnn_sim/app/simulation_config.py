@@ -46,7 +46,8 @@ class SimulationConfig(Checked):
         wall_guard: keep particles on their side of the walls (bgnn_sim/engine/guard.py, a
             safety net); False runs the raw model (--no-wall-guard).
         threads: torch CPU threads (0: all cores).
-        compile: a BGNN's network through torch.compile (faster frames after a compilation).
+        compile: a BGNN's network or LaM-SLidE's latent dynamics through torch.compile
+            (faster frames after a compilation).
     """
 
     mesh: Path

@@ -19,7 +19,7 @@ from bgnn_sim.configfile import Checked, setting, subtable, typed
 from bgnn_sim.dem.config import Timing
 from bgnn_sim.device import resolve_device
 from bgnn_sim.engine.rollout import Backend, WindowBackend
-from bgnn_sim.errors import BgnnError, ConfigError
+from bgnn_sim.errors import BgnnError
 from bgnn_sim.graph.features import GraphSpec
 from bgnn_sim.graph.neighbors import BACKENDS as NEIGHBOUR_BACKENDS
 from bgnn_sim.models.bgnn import BGNN, BGNNConfig
@@ -154,16 +154,15 @@ def load_model(
 ) -> TrainedModel:
     """A BGNN checkpoint or a LaM-SLidE stage-2 checkpoint (told apart by their format tag).
     LaM-SLidE runs on the CPU for now; `seed` draws its identifiers and sampling noise.
-    `compile`: a BGNN's network through torch.compile (see BGNNSimulator.compile)."""
+    `compile`: a BGNN's network or LaM-SLidE's latent dynamics through torch.compile (see
+    BGNNSimulator.compile, LamSlideSimulator.compile)."""
     payload = read_payload(path)  # read once, then told apart
     if isinstance(payload, dict) and payload.get("format") == DYNAMICS_FORMAT:
-        if compile:
-            raise ConfigError(f"--compile is for BGNN models; {path} is a LaM-SLidE model")
-        backend = lamslide_from_payload(payload, str(path), seed)
-        return TrainedModel("lamslide", backend, payload["data"], payload["step"],
-                            torch.device("cpu"))  # fmt: skip
-    backend = bgnn_from_payload(payload, path, device)
+        method, backend = "lamslide", lamslide_from_payload(payload, str(path), seed)
+        on = torch.device("cpu")
+    else:
+        method, backend = "bgnn", bgnn_from_payload(payload, path, device)
+        on = next(backend.model.parameters()).device
     if compile:
         backend.compile()
-    return TrainedModel("bgnn", backend, payload["data"], payload["step"],
-                        next(backend.model.parameters()).device)  # fmt: skip
+    return TrainedModel(method, backend, payload["data"], payload["step"], on)

@@ -34,6 +34,13 @@ class LamSlideSimulator:
         self.history = dynamics.config.context - 1
         self.generator = torch.Generator().manual_seed(seed)
         self.codes: Tensor | None = None
+        self.network = dynamics  # what a window's sampling steps call: compiled or not
+
+    def compile(self) -> None:
+        """Run the latent dynamics through torch.compile: its sampling steps are most of a
+        window's work at a few thousand particles, on shapes that never change (fixed-size
+        latents), with many small operations to fuse. The first window pays the compilation."""
+        self.network = torch.compile(self.dynamics)
 
     def reseed(self, seed: int) -> None:
         """Start another member of the ensemble: new identifiers and sampling noise."""
@@ -53,7 +60,7 @@ class LamSlideSimulator:
         ])  # fmt: skip
         offsets = torch.arange(1 - config.context, config.future + 1, dtype=torch.float64)
         walls = wall_state(scene.walls, state.time + scene.frame_dt * offsets)
-        future = sample_future(self.dynamics, context, walls, geometry_of(scene.walls, bounds),
+        future = sample_future(self.network, context, walls, geometry_of(scene.walls, bounds),
                                (config.future, *context.shape[1:]), self.generator)  # fmt: skip
         queries = self.autoencoder.queries(anchors, self.codes, bounds)
         return torch.stack([self.autoencoder.read(latents, queries, anchors).positions
