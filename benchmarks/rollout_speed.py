@@ -11,7 +11,8 @@ from LIGGGHTS's state, writing every frame to HDF5 as `bgnn rollout` does (wall 
   `bgnn simulate` and `bgnn rollout` run it;
 - BGNN compiled: the network through torch.compile (its compilation time printed apart), with
   and without the lists;
-- LaM-SLidE: the shipped drum model (drum scenes), timed over whole windows of its 5 ms frames.
+- LaM-SLidE: the shipped drum model (drum scenes), timed over whole windows of its 5 ms frames,
+  then with its latent dynamics compiled.
 
 Printed: seconds per simulated second and the ratio to LIGGGHTS on the most cores timed
 (below 1: faster than LIGGGHTS), then where a plain BGNN frame goes (neighbours, wall contacts,
@@ -185,6 +186,9 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
             scene, state = learned_start(scenario, run_dir, lamslide)
             frames = 3 * lamslide.backend.dynamics.config.future
             figures["LaM-SLidE"] = seconds_per_second(lamslide, scene, state, frames, out)
+            lamslide.backend.compile()  # its warm-up window compiles
+            figures["LaM-SLidE compiled"] = seconds_per_second(lamslide, scene, state, frames,
+                                                               out)  # fmt: skip
     particles = int(state.active.sum())
     print(f"\n{kind}, {n:,} particles ({particles:,} at the learned start): BGNN compiled "
           f"after {compile_seconds:.0f} s of compilation; a plain frame, "
