@@ -24,14 +24,15 @@ in_root "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recom
 bundle=/etc/ssl/certs/ca-certificates.crt  # Debian's, where pip inside the root looks
 if [ -n "${SSL_CERT_FILE:-}" ]; then cp "$SSL_CERT_FILE" "$root$bundle"; fi
 if [ -n "$wheels" ]; then mkdir -p "$root$wheels" && mount --bind "$wheels" "$root$wheels"; fi
-git clone -q . "$root/root/bgnn"
+inside=/opt  # a folder of the new root (not of this machine) for the clone and its venv
+git clone -q . "$root$inside/bgnn"
 
 seconds() { local start; start=$(date +%s.%N); "$@" > /dev/null 2>&1; local rc=$?
             echo "$(echo "$(date +%s.%N) - $start" | bc) s (exit $rc)"; }
 echo "apt:      $(seconds in_root "apt-get update -q && DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends liggghts libegl1 libegl-mesa0")"
-echo "pip:      $(seconds in_root "cd /root/bgnn && python3 -m venv /root/venv && \
-    . /root/venv/bin/activate && PIP_CERT=$bundle PIP_FIND_LINKS='$wheels' \
+echo "pip:      $(seconds in_root "cd $inside/bgnn && python3 -m venv $inside/venv && \
+    . $inside/venv/bin/activate && PIP_CERT=$bundle PIP_FIND_LINKS='$wheels' \
     pip install -q --no-cache-dir torch==2.13.0 -e '.[dev]'")"
-echo "main job: $(seconds in_root "cd /root/bgnn && . /root/venv/bin/activate && \
+echo "main job: $(seconds in_root "cd $inside/bgnn && . $inside/venv/bin/activate && \
     bgnn simulate meshes/hopper.stl")"
