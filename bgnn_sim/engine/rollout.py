@@ -27,9 +27,11 @@ from bgnn_sim.io.hdf5 import TrajectoryWriter
 MAX_SPEED_MS = 20.0
 # The wall-contact lists of a windowed backend's guard (in particle radii): the guard's reach
 # (half a radius of gap, plus a frame's move: about a radius in a 5 ms frame) plus a frame's
-# move and the walls' must lie within the reach for a particle's pairs to cover it.
+# move and the walls' must lie within the reach for a particle's pairs to cover it. The skin is
+# wide because decoded positions jitter by about a radius from frame to frame: a skin of 2 radii
+# rebuilt the lists every third frame (benchmarks/README.md, LaM-SLidE at 10,000 particles).
 GUARD_REACH_RADII = 4.0
-GUARD_SKIN_RADII = 2.0
+GUARD_SKIN_RADII = 4.0
 
 
 class DivergenceError(BgnnError):
