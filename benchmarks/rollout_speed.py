@@ -16,7 +16,11 @@ from LIGGGHTS's state, writing every frame to HDF5 as `bgnn rollout` does (wall 
 
 Printed: seconds per simulated second and the ratio to LIGGGHTS on the most cores timed
 (below 1: faster than LIGGGHTS), then where a plain BGNN frame goes (neighbours, wall contacts,
-the rest of the graph, network, wall guard, output and the rest of the engine).
+the rest of the graph, network, wall guard, output and the rest of the engine), then the price
+of other BGNN shapes for the accuracy work to weigh: each network of OPTIONS (particle cutoff,
+width, blocks; untrained weights cost what trained ones do) timed on the scene's own graph, and
+what a lists frame with that network would cost per simulated second at longer frames (the
+frame's other work taken as measured, only the network swapped).
 
     python benchmarks/rollout_speed.py --particles 1000 1500 10000
     python benchmarks/rollout_speed.py --particles 1500 --device cuda --no-liggghts
@@ -25,6 +29,8 @@ the rest of the graph, network, wall guard, output and the rest of the engine).
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import math
 import re
@@ -47,11 +53,16 @@ from bgnn_sim.geometry.generators import HopperSpec
 from bgnn_sim.graph import verlet
 from bgnn_sim.graph import walls as graph_walls
 from bgnn_sim.models import simulator as bgnn_simulator
+from bgnn_sim.models.bgnn import BGNN
 from bgnn_sim.models.loading import load_model
 from bgnn_sim.pretrained import pretrained_model
 
 MATERIAL, TIMING = Material(), Timing()
 DRUM_FILL, DRUM_RPM = 0.4, 20.0
+# BGNN shapes priced: (particle cutoff in radii, width, blocks); the first is the shipped one.
+OPTIONS = ((3.0, 64, 3), (2.5, 64, 3), (3.0, 48, 3), (3.0, 32, 3), (3.0, 64, 2), (3.0, 32, 2),
+           (2.5, 32, 2))  # fmt: skip
+OPTION_FRAME_MS = (1.0, 2.0, 5.0)
 
 
 def hopper_for(n: int, seconds: float) -> HopperScenario:
@@ -124,6 +135,36 @@ def frame_split(trained, scene, state, frames: int, out: Path) -> dict:
     return split
 
 
+def network_ms(simulator, scene, state, option: tuple, repeats: int = 10) -> float:
+    """ms of one forward pass of an untrained BGNN of `option` = (cutoff radii, width, blocks)
+    on the graph `simulator` builds for `state` at that cutoff."""
+    cutoff_radii, width, blocks = option
+    priced = copy.copy(simulator)
+    priced.spec = dataclasses.replace(simulator.spec, cutoff=cutoff_radii * simulator.spec.radius)
+    priced.lists = None
+    config = dataclasses.replace(simulator.model.config, latent=width, message_passing=blocks)
+    clock = Clock()
+    priced.network = clock.timed(BGNN(config).to(state.positions.device).eval(), "network")
+    with torch.inference_mode():
+        priced.acceleration(scene, state)  # warm-up
+        clock.seconds.clear()
+        for _ in range(repeats):
+            priced.acceleration(scene, state)
+    return 1e3 * clock.seconds["network"] / repeats
+
+
+def option_costs(simulator, scene, state, lists_seconds: float) -> list[tuple]:
+    """Rows (option, network ms, [seconds per simulated second at each OPTION_FRAME_MS]): a
+    lists frame (`lists_seconds` per simulated second at the scene's frame) with the shipped
+    network swapped for the option's."""
+    timed = {option: network_ms(simulator, scene, state, option) for option in OPTIONS}
+    rest_ms = 1e3 * lists_seconds * scene.frame_dt - timed[OPTIONS[0]]
+    return [
+        (option, ms, [(rest_ms + ms) / frame_ms for frame_ms in OPTION_FRAME_MS])
+        for option, ms in timed.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--particles", type=int, nargs="+", default=[1000, 1500, 10000])
@@ -172,6 +213,7 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
         figures["BGNN plain"] = seconds_per_second(bgnn, scene, state, args.frames, out)
         bgnn.backend.lists = lists
         figures["BGNN lists"] = seconds_per_second(bgnn, scene, state, args.frames, out)
+        options = option_costs(bgnn.backend, scene, state, figures["BGNN lists"])
         started = time.perf_counter()
         bgnn.backend.compile()
         engine.rollout(bgnn.backend, scene, state, 2, max_speed=math.inf)  # compiles
@@ -194,8 +236,21 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
     for section, ms in sorted(split.items(), key=lambda item: -item[1]):
         if section != "total":
             print(f"  {section:14s} {ms:8.1f} ms  {100 * ms / split['total']:5.1f} %")
+    print_options(options, figures)
     print(json.dumps({"scene": kind, "particles": n, **figures}), flush=True)
     return kind, n, figures
+
+
+def print_options(options: list[tuple], figures: dict) -> None:
+    """The table of `option_costs`, with ratios to the last LIGGGHTS column of `figures`."""
+    reference = next((v for c, v in reversed(figures.items()) if "LIGGGHTS" in c), None)
+    frames = " | ".join(f"{ms:g} ms frame" for ms in OPTION_FRAME_MS)
+    print("BGNN shapes (network on this graph; a lists frame per simulated second):")
+    print(f"| cutoff (radii) | width x blocks | network ms | {frames} |")
+    print("|---" * (3 + len(OPTION_FRAME_MS)) + "|")
+    for (cutoff, width, blocks), ms, costs in options:
+        cells = " | ".join(_cell(cost, reference, False) for cost in costs)
+        print(f"| {cutoff:g} | {width} x {blocks} | {ms:.1f} | {cells} |")
 
 
 def _cell(seconds: float | None, reference: float | None, is_reference: bool) -> str:
