@@ -7,7 +7,7 @@ time" of that last run is the reference. The learned backends then roll out the 
 from LIGGGHTS's state, writing every frame to HDF5 as `bgnn rollout` does (wall guard on):
 
 - BGNN plain: the shipped model of the scene's kind, a fresh neighbour search per frame;
-- BGNN lists: the same with Verlet lists (bgnn_sim/graph/verlet.py, skin half a radius), as
+- BGNN lists: the same with Verlet lists (bgnn_sim/graph/verlet.py, skin of one radius), as
   `bgnn simulate` and `bgnn rollout` run it;
 - BGNN compiled: the network through torch.compile (its compilation time printed apart), with
   and without the lists;
