@@ -20,8 +20,7 @@ the rest of the graph, network, wall guard, output and the rest of the engine), 
 of other BGNN shapes for the accuracy work to weigh: each network of OPTIONS (particle cutoff,
 width, blocks; untrained weights cost what trained ones do) timed on the scene's own graph, and
 what a lists frame with that network would cost per simulated second at longer frames (the
-frame's other work taken as measured, only the network swapped, its time scaled by the option's
-price relative to the shipped network's).
+frame's other work taken as measured, only the network swapped).
 
     python benchmarks/rollout_speed.py --particles 1000 1500 10000
     python benchmarks/rollout_speed.py --particles 1500 --device cuda --no-liggghts
@@ -154,17 +153,14 @@ def network_ms(simulator, scene, state, option: tuple, repeats: int = 10) -> flo
     return 1e3 * clock.seconds["network"] / repeats
 
 
-def option_costs(simulator, scene, state, lists_seconds: float, shipped_ms: float) -> list[tuple]:
+def option_costs(simulator, scene, state, lists_seconds: float) -> list[tuple]:
     """Rows (option, network ms, [seconds per simulated second at each OPTION_FRAME_MS]): a
-    lists frame (`lists_seconds` per simulated second at the scene's frame, of which the shipped
-    network took `shipped_ms` in the frame split) with that network swapped for the option's.
-    The options are priced relative to the shipped one timed alike, so that the noise of one
-    state's timings does not leak into the rest of the frame."""
+    lists frame (`lists_seconds` per simulated second at the scene's frame) with the shipped
+    network swapped for the option's."""
     timed = {option: network_ms(simulator, scene, state, option) for option in OPTIONS}
-    rest_ms = 1e3 * lists_seconds * scene.frame_dt - shipped_ms
-    scale = shipped_ms / timed[OPTIONS[0]]
+    rest_ms = 1e3 * lists_seconds * scene.frame_dt - timed[OPTIONS[0]]
     return [
-        (option, ms, [(rest_ms + scale * ms) / frame_ms for frame_ms in OPTION_FRAME_MS])
+        (option, ms, [(rest_ms + ms) / frame_ms for frame_ms in OPTION_FRAME_MS])
         for option, ms in timed.items()
     ]
 
@@ -217,8 +213,7 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
         figures["BGNN plain"] = seconds_per_second(bgnn, scene, state, args.frames, out)
         bgnn.backend.lists = lists
         figures["BGNN lists"] = seconds_per_second(bgnn, scene, state, args.frames, out)
-        options = option_costs(bgnn.backend, scene, state, figures["BGNN lists"],
-                               split["network"])  # fmt: skip
+        options = option_costs(bgnn.backend, scene, state, figures["BGNN lists"])
         started = time.perf_counter()
         bgnn.backend.compile()
         engine.rollout(bgnn.backend, scene, state, 2, max_speed=math.inf)  # compiles
