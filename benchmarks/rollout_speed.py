@@ -188,7 +188,7 @@ def main() -> None:
     print("\n| scene | particles | " + " | ".join(columns) + " |")
     print("|---" * (2 + len(columns)) + "|")
     for kind, n, figures in rows:
-        reference = next((v for c, v in reversed(figures.items()) if "LIGGGHTS" in c), None)
+        reference = liggghts_reference(figures)
         cells = [_cell(figures.get(c), reference, c.startswith("LIGGGHTS")) for c in columns]
         print(f"| {kind} | {n:,} | " + " | ".join(cells) + " |")
 
@@ -241,9 +241,14 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
     return kind, n, figures
 
 
+def liggghts_reference(figures: dict) -> float | None:
+    """The LIGGGHTS figure that ratios are taken to: its last column (the most cores timed)."""
+    return next((v for c, v in reversed(figures.items()) if "LIGGGHTS" in c), None)
+
+
 def print_options(options: list[tuple], figures: dict) -> None:
     """The table of `option_costs`, with ratios to the last LIGGGHTS column of `figures`."""
-    reference = next((v for c, v in reversed(figures.items()) if "LIGGGHTS" in c), None)
+    reference = liggghts_reference(figures)
     frames = " | ".join(f"{ms:g} ms frame" for ms in OPTION_FRAME_MS)
     print("BGNN shapes (network on this graph; a lists frame per simulated second):")
     print(f"| cutoff (radii) | width x blocks | network ms | {frames} |")
