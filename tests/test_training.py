@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import math
 import os
 import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -15,6 +18,7 @@ import torch.multiprocessing as mp
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.errors import ConfigError
 from bgnn_sim.io.hdf5 import TrajectoryFile
+from bgnn_sim.models.loading import load_model
 from bgnn_sim.models.bgnn import BGNNConfig
 from bgnn_sim.training import distributed
 from bgnn_sim.training.checkpoint import CheckpointError, load_checkpoint
@@ -81,6 +85,42 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_dataset, tmp_path):
     other = Trainer(tiny_dataset, tmp_path / "other", wider, Context())
     with pytest.raises(ConfigError, match="another shape"):
         other.start_from(tmp_path / "trained" / "model.pt")
+
+
+def test_a_strided_model_steps_several_recorded_frames(run_cli, tiny_drum_dataset, tmp_path):
+    """stride 2: the model's frame is two recorded frames, in its checkpoint, its statistics,
+    its windows and its validation rollouts (through the drum's start), and a rollout steps it."""
+    strided = dataclasses.replace(TINY, stride=2, graph_backend="kdtree")
+    trainer = Trainer(tiny_drum_dataset, tmp_path / "run", strided, Context())
+    trainer.fit()
+    manifest = read_manifest(tiny_drum_dataset)
+    recorded_dt = 1e-3
+    assert trainer.frame_dt == pytest.approx(2 * recorded_dt)
+    window = trainer.train_set[0]
+    assert torch.allclose(window.time.diff(), torch.tensor(2 * recorded_dt, dtype=torch.float64))
+    # The statistics of a stride-2 step are those of the recorded runs taken every other frame,
+    # from either offset.
+    velocities = []
+    for run in (r for r in manifest["runs"] if r["split"] == "train"):
+        with TrajectoryFile(tiny_drum_dataset / run["file"]) as traj:
+            frames = traj.read()
+        for offset in (0, 1):
+            x, active = frames.positions[offset::2], frames.active[offset::2]
+            velocities.append((x[1:] - x[:-1])[active[1:] & active[:-1]])
+    velocity = np.concatenate(velocities)
+    assert np.allclose(trainer.statistics["velocity"]["std"], velocity.std(axis=0))
+    assert np.allclose(trainer.statistics["edge"]["std"], manifest["statistics"]["edge"]["std"])
+    metrics = [row for row in csv.DictReader((tmp_path / "run" / "metrics.csv").open())]
+    assert math.isfinite(float(metrics[-1]["valid_flow_error"]))
+    trained = load_model(tmp_path / "run" / "model.pt")
+    assert trained.timing.frame_dt == pytest.approx(2 * recorded_dt)
+    init = tiny_drum_dataset / manifest["runs"][0]["file"]
+    out = tmp_path / "rollout.h5"
+    code, _, _ = run_cli("rollout", tmp_path / "run" / "model.pt", "--init", init, "--start",
+                         "30", "--frames", "3", "-o", out)  # fmt: skip
+    assert code == 0
+    with TrajectoryFile(out) as traj:
+        assert np.allclose(np.diff(traj.time), 2 * recorded_dt)
 
 
 def _free_port() -> int:

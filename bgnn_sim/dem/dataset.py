@@ -87,19 +87,21 @@ def assign_splits(names: list[str], seed: int) -> dict[str, str]:
     return split_of
 
 
-def normalisation_stats(files: list[Path], material: Material) -> dict:
+def normalisation_stats(files: list[Path], material: Material, stride: int = 1) -> dict:
     """Mean and std per axis of velocities and accelerations (m per frame, m per frame^2) and of
-    edge vectors (m) and lengths between neighbours within CUTOFF_RADII radii."""
+    edge vectors (m) and lengths between neighbours within CUTOFF_RADII radii. With a `stride`
+    s, a frame is s recorded frames (a model that steps s frames at a time)."""
     velocities, accelerations, edges = [], [], []
     cutoff = CUTOFF_RADII * material.radius
+    s = stride
     for path in files:
         with TrajectoryFile(path) as traj:
             frames = traj.read()
         x, active = frames.positions, frames.active
         # Only particles present in all three frames give a true acceleration.
-        ok = active[2:] & active[1:-1] & active[:-2]
-        velocities.append((x[1:] - x[:-1])[active[1:] & active[:-1]])
-        accelerations.append((x[2:] - 2 * x[1:-1] + x[:-2])[ok])
+        ok = active[2 * s :] & active[s:-s] & active[: -2 * s]
+        velocities.append((x[s:] - x[:-s])[active[s:] & active[:-s]])
+        accelerations.append((x[2 * s :] - 2 * x[s:-s] + x[: -2 * s])[ok])
         for t in np.linspace(0, frames.n_frames - 1, _STAT_FRAMES_PER_RUN).astype(int):
             points = x[t][active[t]]
             pairs = cKDTree(points).query_pairs(cutoff, output_type="ndarray")
@@ -150,16 +152,26 @@ def _jsonable(scenario) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(scenario)))
 
 
-def training_description(dataset_dir: Path, manifest: dict) -> dict:
+def strided_statistics(dataset_dir: Path, manifest: dict, stride: int) -> dict:
+    """The manifest's normalisation statistics for a model that steps `stride` recorded frames
+    (recomputed from the train split's runs; the manifest's own for a stride of 1)."""
+    if stride == 1:
+        return manifest["statistics"]
+    files = [Path(dataset_dir) / r["file"] for r in manifest["runs"] if r["split"] == "train"]
+    return normalisation_stats(files, Material(**manifest["material"]), stride)
+
+
+def training_description(dataset_dir: Path, manifest: dict, stride: int = 1) -> dict:
     """What a checkpoint records of the data it was trained on: the dataset's folder name (not
-    its path: checkpoints are shipped to other machines), its material and timing, its splits,
-    the kinds of runs and the scenarios of the training runs (the ranges a simulation is
-    checked against)."""
+    its path: checkpoints are shipped to other machines), its material and timing (the model's
+    frame: `stride` recorded frames), its splits, the kinds of runs and the scenarios of the
+    training runs (the ranges a simulation is checked against)."""
+    timing = manifest["timing"]
     return {
         "dataset": Path(dataset_dir).name,
         "preset": manifest["preset"],
         "material": manifest["material"],
-        "timing": manifest["timing"],
+        "timing": {**timing, "steps_per_frame": timing["steps_per_frame"] * stride},
         "runs": manifest["splits"],
         "kinds": sorted({r["kind"] for r in manifest["runs"]}),
         "scenarios": [r["scenario"] for r in manifest["runs"] if r["split"] == "train"],

@@ -22,6 +22,8 @@ class TrainConfig(Checked):
         steps: optimiser steps.
         windows_per_step: training windows whose graphs form one batch.
         lr, lr_final: Adam learning rate, decayed exponentially from lr to lr_final.
+        stride: recorded frames per model frame: the model steps `stride` x the dataset's
+            frame (1 ms) at a time; fewer, longer steps make a rollout cheaper.
         noise_std: random-walk input noise, std of the last input velocity (m/frame).
         pushforward: at most this many model steps (no gradient) before the trained step.
         pushforward_stage: steps after which each further unroll depth is allowed (staged
@@ -37,8 +39,8 @@ class TrainConfig(Checked):
         threads: torch CPU threads (0: torch's default, all cores).
         validate_every: steps between validations (loss + rollouts through the event).
         validation_windows: windows of the valid split in the validation loss.
-        validation_rollout: frames of each validation rollout from just before the event
-            (0 = none); a drum's rollout lasts at least a quarter turn.
+        validation_rollout: recorded frames each validation rollout covers from just before
+            the event (0 = none); a drum's rollout lasts at least a quarter turn.
         validation_runs: valid runs rolled out at each validation (the first ones).
         checkpoint_every: steps between checkpoints.
         log_every: steps between lines in metrics.csv.
@@ -53,6 +55,7 @@ class TrainConfig(Checked):
     windows_per_step: int = setting(2, at_least=1)
     lr: float = setting(1e-4, above=0.0)
     lr_final: float = setting(1e-6, above=0.0)
+    stride: int = setting(1, at_least=1)
     noise_std: float = setting(3e-7, at_least=0.0)
     pushforward: int = setting(0, at_least=0)
     pushforward_stage: int = setting(0, at_least=0)
@@ -97,6 +100,7 @@ def config_to_dict(config: TrainConfig) -> dict:
 LEGACY = {
     **LEGACY_GRAPH,
     "event_weight": 1.0,
+    "stride": 1,
     "validation_rollout": 50,
     "validation_runs": 2,
 }

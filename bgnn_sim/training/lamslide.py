@@ -192,8 +192,7 @@ def train_dynamics(
 
     embedded = {"autoencoder": autoencoder.state_dict(),
                 "autoencoder_settings": dataclasses.asdict(autoencoder.config),
-                "data": _coarse(training_description(dataset_dir, windows.manifest),
-                                stage1.stride)}  # fmt: skip
+                "data": training_description(dataset_dir, windows.manifest, stage1.stride)}
     path = Path(out_dir) / DYNAMICS_CHECKPOINT
     return _optimise(model, loss_of, path, DYNAMICS_FORMAT, settings, resume, on_step, embedded)
 
@@ -219,12 +218,6 @@ def _optimise(model, loss_of, path: Path, kind: str, settings: StageTraining, re
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             _save(path, model, optimizer, step, settings, kind, **(extra or {}))
     return loss.item()
-
-
-def _coarse(data: dict, stride: int) -> dict:
-    """A training-data description whose frame is `stride` dataset frames (the model's step)."""
-    timing = data["timing"]
-    return {**data, "timing": {**timing, "steps_per_frame": timing["steps_per_frame"] * stride}}
 
 
 def encode_window(autoencoder: Autoencoder, window: Window, generator):

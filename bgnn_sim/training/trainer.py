@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bgnn_sim.configfile import write_toml
 from bgnn_sim.dem.config import Timing
-from bgnn_sim.dem.dataset import read_manifest, training_description
+from bgnn_sim.dem.dataset import read_manifest, strided_statistics, training_description
 from bgnn_sim.device import use_threads
 from bgnn_sim.engine.rollout import euler_step
 from bgnn_sim.errors import ConfigError
@@ -60,13 +60,14 @@ class Trainer:
         # Multithreaded scatter-adds sum in a varying order; exact resume needs a fixed one.
         torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
         use_threads(config.threads)
-        manifest = read_manifest(dataset_dir)
-        self.statistics = manifest["statistics"]
-        material, timing = manifest["material"], manifest["timing"]
-        self.frame_dt = Timing(**timing).frame_dt
+        manifest, stride = read_manifest(dataset_dir), config.stride
+        self.statistics = strided_statistics(dataset_dir, manifest, stride)
+        self.data = training_description(dataset_dir, manifest, stride)
+        material = manifest["material"]
+        self.frame_dt = Timing(**self.data["timing"]).frame_dt  # the model's frame
         length = config.model.history + 2 + config.pushforward
-        self.train_set = WindowDataset(dataset_dir, "train", length)
-        self.valid_set = WindowDataset(dataset_dir, "valid", config.model.history + 2)
+        self.train_set = WindowDataset(dataset_dir, "train", length, stride)
+        self.valid_set = WindowDataset(dataset_dir, "valid", config.model.history + 2, stride)
         # The first trained frame of a window is its frame h + 1.
         self.window_weights = self.train_set.event_weights(
             config.model.history + 1, config.event_weight, config.event_span_s
@@ -80,7 +81,6 @@ class Trainer:
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.step = 0
-        self.data = training_description(dataset_dir, manifest)
         self.metrics: dict = {}
         self.fine_tuning = False  # started from a trained model: validate it before step 1
         self.network = DistributedDataParallel(self.model) if context.distributed else self.model

@@ -95,12 +95,15 @@ def _event_rollouts(trainer, config) -> dict:
 def _event_rollout(trainer, config, traj: TrajectoryFile, path: Path):
     """(flow error, wall crossings, kinetic-energy relative error, particles) of one rollout
     from just before the run's event, or None when it diverged."""
-    h, scene = config.model.history, scene_from_trajectory(traj)
-    first = event_start_frame(traj, h)
-    frames = min(_rollout_frames(traj, config, scene.frame_dt), traj.n_frames - 1 - first)
+    h, stride = config.model.history, config.stride
+    scene = scene_from_trajectory(traj, trainer.frame_dt)
+    first = event_start_frame(traj, h, stride)
+    # Model frames: the recorded frames to cover, `stride` recorded frames each.
+    frames = min(math.ceil(_rollout_frames(traj, config) / stride),
+                 (traj.n_frames - 1 - first) // stride)  # fmt: skip
     if frames < 1:
         return None
-    state = state_from_trajectory(traj, first, h, dtype=torch.float64)
+    state = state_from_trajectory(traj, first, h, dtype=torch.float64, stride=stride)
     attrs = {key: traj.attrs[key] for key in SCENE_ATTRS if key in traj.attrs}
     try:
         rollout_to_file(trainer.simulator, scene, state.to(
@@ -109,7 +112,7 @@ def _event_rollout(trainer, config, traj: TrajectoryFile, path: Path):
         return None
     with TrajectoryFile(path) as rolled:
         ours = rolled.read()
-    reference = traj.read(first - h, first + frames + 1)
+    reference = traj.read(first - h * stride, first + frames * stride + 1)
     metrics = compare(ours, reference, distance_frames=0).metrics
     error = next((metrics[name] for name in FLOW_METRICS if name in metrics), 0.0)
     energy = metrics["kinetic_energy_relative_error"]
@@ -117,16 +120,19 @@ def _event_rollout(trainer, config, traj: TrajectoryFile, path: Path):
     return error, metrics["leakage_crossings"], energy, int(state.active.sum())
 
 
-def event_start_frame(traj: TrajectoryFile, history: int) -> int:
-    """The frame a validation rollout starts from: LEAD_FRAMES before the run's event."""
+def event_start_frame(traj: TrajectoryFile, history: int, stride: int = 1) -> int:
+    """The recorded frame a validation rollout starts from: LEAD_FRAMES model frames (of
+    `stride` recorded frames) before the run's event, with `history` model frames behind it."""
     event = traj.attrs.get("start_time", float(traj.time[0]))
     at_event = int(np.searchsorted(traj.time, event - 1e-9))
-    return min(max(history, at_event - LEAD_FRAMES), traj.n_frames - 2)
+    return min(max(history * stride, at_event - LEAD_FRAMES * stride), traj.n_frames - 1 - stride)
 
 
-def _rollout_frames(traj: TrajectoryFile, config, frame_dt: float) -> int:
-    """validation_rollout frames, and at least a quarter turn for a drum."""
+def _rollout_frames(traj: TrajectoryFile, config) -> int:
+    """Recorded frames a validation rollout covers: validation_rollout, and at least a quarter
+    turn for a drum."""
     rpm = traj.attrs.get("scenario", {}).get("rpm")
     if not rpm:
         return config.validation_rollout
-    return max(config.validation_rollout, math.ceil(15.0 / rpm / frame_dt))
+    recorded_dt = float(traj.time[1] - traj.time[0])
+    return max(config.validation_rollout, math.ceil(15.0 / rpm / recorded_dt))
