@@ -24,6 +24,7 @@ frame's other work taken as measured, only the network swapped).
 
     python benchmarks/rollout_speed.py --particles 1000 1500 10000
     python benchmarks/rollout_speed.py --particles 1500 --device cuda --no-liggghts
+    python benchmarks/rollout_speed.py --scenes drum --particles 1500 --bgnn runs/x/best.pt
 """
 
 from __future__ import annotations
@@ -176,6 +177,12 @@ def main() -> None:
     parser.add_argument("--liggghts-procs", type=int, nargs="+", default=[1, 2],
                         help="MPI processes of the LIGGGHTS runs timed")  # fmt: skip
     parser.add_argument("--no-liggghts", action="store_true", help="no LIGGGHTS timing")
+    parser.add_argument(
+        "--bgnn",
+        type=Path,
+        default=None,
+        help="a BGNN checkpoint timed in place of each scene's shipped one",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.device}; "
@@ -205,7 +212,7 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
             if args.no_liggghts:
                 break  # one run still makes the learned backends' initial state
             figures[f"LIGGGHTS {procs} core{'s' * (procs > 1)}"] = seconds
-        bgnn = load_model(pretrained_model(kind), args.device)  # with Verlet lists
+        bgnn = load_model(args.bgnn or pretrained_model(kind), args.device)  # Verlet lists
         scene, state = learned_start(scenario, run_dir, bgnn)
         out = scratch / "rollout.h5"
         lists, bgnn.backend.lists = bgnn.backend.lists, None

@@ -18,8 +18,8 @@ import torch.multiprocessing as mp
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.errors import ConfigError
 from bgnn_sim.io.hdf5 import TrajectoryFile
-from bgnn_sim.models.loading import load_model
 from bgnn_sim.models.bgnn import BGNNConfig
+from bgnn_sim.models.loading import load_model
 from bgnn_sim.training import distributed
 from bgnn_sim.training.checkpoint import CheckpointError, load_checkpoint
 from bgnn_sim.training.config import TrainConfig

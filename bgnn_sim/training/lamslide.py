@@ -190,9 +190,11 @@ def train_dynamics(
         context, future = latents[: config.context], latents[config.context :]
         return flow_matching_loss(model, context, future, walls, geometry, generator)
 
-    embedded = {"autoencoder": autoencoder.state_dict(),
-                "autoencoder_settings": dataclasses.asdict(autoencoder.config),
-                "data": training_description(dataset_dir, windows.manifest, stage1.stride)}
+    embedded = {
+        "autoencoder": autoencoder.state_dict(),
+        "autoencoder_settings": dataclasses.asdict(autoencoder.config),
+        "data": training_description(dataset_dir, windows.manifest, stage1.stride),
+    }
     path = Path(out_dir) / DYNAMICS_CHECKPOINT
     return _optimise(model, loss_of, path, DYNAMICS_FORMAT, settings, resume, on_step, embedded)
 
