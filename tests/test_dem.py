@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,23 +172,6 @@ def test_one_run_under_mpi(tmp_path):
     assert "on 2 procs" in (tmp_path / "mpi" / "screen.txt").read_text()
     traj = read_dumps(str(tmp_path / "mpi" / DUMP_PATTERN), dem_dt=TIMING.dem_dt)
     assert traj.n_particles == scenario.n_particles and traj.active[0].all()
-
-
-@pytest.mark.liggghts
-def test_runs_keep_their_mpi_session_files_apart(tmp_path, monkeypatch):
-    """Open MPI's shared session folder (TMPDIR/ompi.HOST.UID), which runs started side by side
-    race to create, is never used: a run succeeds where that path is blocked by a file."""
-    short = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))  # Open MPI puts sockets there
-    try:
-        monkeypatch.setenv("TMPDIR", str(short))
-        monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
-        (short / f"ompi.{socket.gethostname().split('.')[0]}.{os.getuid()}").write_text("")
-        scenario = TINY_DRUM.sample(6, MATERIAL)
-        for run, procs in (("alone", 1), ("mpi", 2)):
-            run_scenarios([(scenario, tmp_path / run)], MATERIAL, TIMING, mpi_procs=procs)
-            assert (tmp_path / run / DONE).is_file()
-    finally:
-        shutil.rmtree(short)
 
 
 def test_trajectory_of_an_emptied_hopper_ends_at_its_first_empty_frame():

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,17 +44,11 @@ def run_deck(run_dir: Path, mpi_procs: int = 1, timeout: float | None = None) ->
     if mpi_procs > 1:
         command = [*_mpirun(mpi_procs), *command]
     start = time.perf_counter()
-    # Each run keeps its Open MPI session files apart: runs started side by side otherwise race
-    # to create the shared /tmp/ompi.HOST.UID, and the loser fails with "Unable to start a
-    # daemon on the local node". (A short path: Open MPI puts sockets there.)
-    with (
-        (run_dir / SCREEN).open("w") as screen,
-        tempfile.TemporaryDirectory(prefix="ompi-") as session,
-    ):
-        env = {**os.environ, "OMPI_MCA_orte_tmpdir_base": session}
+    with (run_dir / SCREEN).open("w") as screen:
         try:
-            done = subprocess.run(command, cwd=run_dir, env=env, stdout=screen,
-                                  stderr=subprocess.STDOUT, timeout=timeout)  # fmt: skip
+            done = subprocess.run(
+                command, cwd=run_dir, stdout=screen, stderr=subprocess.STDOUT, timeout=timeout
+            )
         except subprocess.TimeoutExpired:
             raise DemError(f"{run_dir}: liggghts ran longer than {timeout:g} s") from None
     problems = failure_lines((run_dir / SCREEN).read_text(errors="replace"))
