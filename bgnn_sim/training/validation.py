@@ -99,8 +99,8 @@ def _event_rollout(trainer, config, traj: TrajectoryFile, path: Path):
     scene = scene_from_trajectory(traj, trainer.frame_dt)
     first = event_start_frame(traj, h, stride)
     # Model frames: the recorded frames to cover, `stride` recorded frames each.
-    frames = min(math.ceil(_rollout_frames(traj, config) / stride),
-                 (traj.n_frames - 1 - first) // stride)  # fmt: skip
+    recorded = _rollout_frames(traj, config, trainer.frame_dt / stride)
+    frames = min(math.ceil(recorded / stride), (traj.n_frames - 1 - first) // stride)
     if frames < 1:
         return None
     state = state_from_trajectory(traj, first, h, dtype=torch.float64, stride=stride)
@@ -128,11 +128,10 @@ def event_start_frame(traj: TrajectoryFile, history: int, stride: int = 1) -> in
     return min(max(history * stride, at_event - LEAD_FRAMES * stride), traj.n_frames - 1 - stride)
 
 
-def _rollout_frames(traj: TrajectoryFile, config) -> int:
-    """Recorded frames a validation rollout covers: validation_rollout, and at least a quarter
-    turn for a drum."""
+def _rollout_frames(traj: TrajectoryFile, config, recorded_dt: float) -> int:
+    """Recorded frames (of `recorded_dt` s) a validation rollout covers: validation_rollout,
+    and at least a quarter turn for a drum."""
     rpm = traj.attrs.get("scenario", {}).get("rpm")
     if not rpm:
         return config.validation_rollout
-    recorded_dt = float(traj.time[1] - traj.time[0])
     return max(config.validation_rollout, math.ceil(15.0 / rpm / recorded_dt))
