@@ -13,7 +13,7 @@ kinetic-energy error. Costs are squared-Euclidean in both cloud distances.
 from __future__ import annotations
 
 import numpy as np
-import ot
+from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
 
 from bgnn_sim.analysis.scene import particle_masses
@@ -50,6 +50,9 @@ def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
         ValueError: an empty cloud or a shape other than [*, 3].
         RuntimeError: the solver stopped before optimality.
     """
+    import ot  # here, not at the top: POT's import costs every command ~1.5 s (it loads its
+    # backends), and only the distances need it
+
     a, b = _checked_clouds(a, b)
     cost = _squared_distances(a, b)
     weights_a, weights_b = ot.unif(len(a)), ot.unif(len(b))
@@ -212,11 +215,11 @@ def _checked_clouds(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[N, M] |a_i - b_j|^2 in m^2.
 
-    POT's default for "sqeuclidean" expands |x|^2 + |y|^2 - 2 x.y, which leaves ~1e-20 m^2 of
-    round-off where points coincide (a cloud ~1e-10 m from itself); scipy's cdist, through
-    POT's scipy backend, sums squared differences and gives exact zeros.
+    The expansion |x|^2 + |y|^2 - 2 x.y (POT's default) leaves ~1e-20 m^2 of round-off where
+    points coincide (a cloud ~1e-10 m from itself); scipy's cdist sums squared differences and
+    gives exact zeros.
     """
-    return ot.dist(a, b, metric="sqeuclidean", backend="scipy")
+    return cdist(a, b, metric="sqeuclidean")
 
 
 def _sinkhorn_potentials(
