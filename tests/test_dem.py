@@ -98,6 +98,35 @@ def test_missing_liggghts_says_how_to_install(tmp_path, monkeypatch):
         run_scenarios([(TINY_HOPPER.sample(0, MATERIAL), tmp_path / "x")], MATERIAL, TIMING)
 
 
+# A stand-in `liggghts` that Open MPI fails to start the first FAILS times, as when runs started
+# side by side race for Open MPI's session folder. It counts its starts in the run folder with
+# shell built-ins only (PATH holds just this binary).
+RACING_LIGGGHTS = """#!/bin/sh
+n=0; [ -f starts ] && read n < starts; n=$((n + 1)); echo $n > starts
+if [ $n -le FAILS ]; then
+  echo "[host:42] ORTE_ERROR_LOG: Unable to start a daemon on the local node in file x.c"
+  exit 1
+fi
+echo "LIGGGHTS (Version LIGGGHTS-PUBLIC 3.8.0)"
+"""
+
+
+@pytest.mark.parametrize("fails, starts", [(1, 2), (5, 3)])
+def test_a_run_open_mpi_failed_to_start_is_started_again(tmp_path, monkeypatch, fails, starts):
+    binary = tmp_path / "bin" / "liggghts"
+    binary.parent.mkdir()
+    binary.write_text(RACING_LIGGGHTS.replace("FAILS", str(fails)))
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(binary.parent))
+    monkeypatch.setattr("bgnn_sim.dem.runner.time.sleep", lambda seconds: None)
+    if fails < starts:
+        run_deck(tmp_path)
+    else:  # it keeps failing: the start-up error, after three starts
+        with pytest.raises(DemError, match="exit 1.*Unable to start a daemon"):
+            run_deck(tmp_path)
+    assert (tmp_path / "starts").read_text().strip() == str(starts)
+
+
 @pytest.mark.liggghts
 @pytest.mark.parametrize("kind", ["hopper", "drum"])
 def test_generate_tiny_dataset(run_cli, tmp_path, kind):

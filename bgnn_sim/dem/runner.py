@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import time
@@ -25,6 +26,11 @@ SCREEN = "screen.txt"
 INSTALL_HINT = "install it with `sudo apt-get install liggghts` (Debian/Ubuntu package)"
 # Log lines worth showing when a run fails.
 _FAILURE_MARKERS = ("ERROR", "Lost atoms", "Segmentation fault", "Killed")
+# Open MPI's start-up (liggghts is an MPI program even on one process) races when runs start
+# side by side: each creates the shared session folder /tmp/ompi.HOST.UID, and the loser stops
+# with this line before LIGGGHTS reads its deck. Such a run is started again after a pause.
+MPI_STARTUP_FAILURE = "Unable to start a daemon on the local node"
+MPI_STARTUP_TRIES = 3
 
 
 def find_liggghts() -> str:
@@ -38,12 +44,29 @@ def find_liggghts() -> str:
 def run_deck(run_dir: Path, mpi_procs: int = 1, timeout: float | None = None) -> float:
     """Run `run_dir/in.deck`; returns the wall time in seconds, raises DemError on failure.
 
-    Screen output goes to screen.txt (not `-screen none`: it segfaults while reading an STL).
+    A run that Open MPI failed to start (MPI_STARTUP_FAILURE) is started again, up to
+    MPI_STARTUP_TRIES times in all. Screen output goes to screen.txt (not `-screen none`: it
+    segfaults while reading an STL).
     """
     command = [find_liggghts(), "-in", DECK, "-log", "log.liggghts"]
     if mpi_procs > 1:
         command = [*_mpirun(mpi_procs), *command]
     start = time.perf_counter()
+    for attempt in range(1, MPI_STARTUP_TRIES + 1):
+        exit_code = _run_once(command, run_dir, timeout)
+        screen = (run_dir / SCREEN).read_text(errors="replace")
+        if exit_code == 0 or MPI_STARTUP_FAILURE not in screen or attempt == MPI_STARTUP_TRIES:
+            break
+        time.sleep(random.uniform(0.5, 2.0))  # apart from the run it raced with
+    problems = failure_lines(screen)
+    if exit_code != 0 or problems:
+        detail = " | ".join(problems[-3:]) or "no ERROR line; see " + str(run_dir / SCREEN)
+        raise DemError(f"{run_dir}: liggghts failed (exit {exit_code}): {detail}")
+    return time.perf_counter() - start
+
+
+def _run_once(command: list[str], run_dir: Path, timeout: float | None) -> int:
+    """Exit code of one run of `command` in run_dir, its output in screen.txt."""
     with (run_dir / SCREEN).open("w") as screen:
         try:
             done = subprocess.run(
@@ -51,11 +74,7 @@ def run_deck(run_dir: Path, mpi_procs: int = 1, timeout: float | None = None) ->
             )
         except subprocess.TimeoutExpired:
             raise DemError(f"{run_dir}: liggghts ran longer than {timeout:g} s") from None
-    problems = failure_lines((run_dir / SCREEN).read_text(errors="replace"))
-    if done.returncode != 0 or problems:
-        detail = " | ".join(problems[-3:]) or "no ERROR line; see " + str(run_dir / SCREEN)
-        raise DemError(f"{run_dir}: liggghts failed (exit {done.returncode}): {detail}")
-    return time.perf_counter() - start
+    return done.returncode
 
 
 def _mpirun(procs: int) -> list[str]:
