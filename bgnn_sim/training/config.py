@@ -40,7 +40,8 @@ class TrainConfig(Checked):
         validate_every: steps between validations (loss + rollouts through the event).
         validation_windows: windows of the valid split in the validation loss.
         validation_rollout: recorded frames each validation rollout covers from just before
-            the event (0 = none); a drum's rollout lasts at least a quarter turn.
+            the event (0 = none); a drum's rollout lasts at least a quarter turn, and none
+            goes past its run's end (a number above the runs' length: the whole runs).
         validation_runs: valid runs rolled out at each validation (the first ones).
         checkpoint_every: steps between checkpoints.
         log_every: steps between lines in metrics.csv.

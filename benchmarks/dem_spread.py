@@ -1,0 +1,89 @@
+"""Benchmark: how far LIGGGHTS is from itself, the floor under model_accuracy's figures.
+
+Each run of a split is run again in LIGGGHTS with another seed: the same container, material,
+particle count, gate or rotation, and another random fill. The twin is then compared with the
+run exactly as model_accuracy.py compares a model's rollout with it (`bgnn compare`), and the
+same table is printed. A twin starts from a different bed, where a rollout starts from the run's
+own: its errors bound from above what the flow's own chaos leaves to a perfect model, and show
+which of the accuracy targets lie within the DEM's own spread.
+
+    python benchmarks/dem_spread.py data/drum --out eval/dem-spread-drum
+
+Twin runs are kept under `--out`/runs (resumable like `bgnn generate`: a finished twin is not
+run again); the comparisons' reports and `summary.json` go under `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from model_accuracy import COLUMNS, print_table
+
+from bgnn_sim.analysis.summary import AnalysisOptions
+from bgnn_sim.app.analyze import compare_session
+from bgnn_sim.dem.config import Material, Timing
+from bgnn_sim.dem.dataset import build_trajectory, read_manifest, remove_dumps, save_run
+from bgnn_sim.dem.generate import plan_runs
+from bgnn_sim.dem.runner import run_scenario
+
+# Added to a run's seed for its twin: above any seed a dataset of the default size draws.
+TWIN_SEED_OFFSET = 100_000
+
+
+def twin_scenarios(dataset: Path, split: str) -> dict:
+    """Run name -> (its scenario, its twin's scenario) for the runs of `split`.
+
+    The scenarios are drawn again as `bgnn generate` drew them, and checked against the
+    manifest's record of them (a dataset of another version would be twinned wrongly)."""
+    manifest = read_manifest(dataset)
+    kinds = {run["kind"] for run in manifest["runs"]}
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    material = Material(**manifest["material"])
+    plan = plan_runs(kind, len(manifest["runs"]), manifest["seed"], manifest["preset"], material)
+    recorded = {run["name"]: run["scenario"] for run in manifest["runs"]}
+    twins = {}
+    for name in manifest["splits"][split]:
+        scenario = plan[name]
+        if json.loads(json.dumps(dataclasses.asdict(scenario))) != recorded[name]:
+            raise SystemExit(f"{name}: the manifest's scenario is not the one drawn again")
+        twins[name] = dataclasses.replace(scenario, seed=scenario.seed + TWIN_SEED_OFFSET)
+    return twins
+
+
+def run_twin(twin, run_dir: Path, trajectory: Path, material: Material, timing: Timing) -> None:
+    """Run the twin in LIGGGHTS (unless done) and write its trajectory (unless written)."""
+    ran = run_scenario(twin, run_dir, material, timing)
+    if ran or not trajectory.exists():
+        traj, _ = build_trajectory(twin, run_dir, material, timing)
+        save_run(traj, trajectory)
+        remove_dumps(run_dir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path, help="dataset folder (bgnn generate)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+
+    manifest = read_manifest(args.dataset)
+    material, timing = Material(**manifest["material"]), Timing(**manifest["timing"])
+    results = {}
+    for name, twin in twin_scenarios(args.dataset, args.split).items():
+        trajectory = args.out / "trajectories" / f"{name}.h5"
+        trajectory.parent.mkdir(parents=True, exist_ok=True)
+        run_twin(twin, args.out / "runs" / name, trajectory, material, timing)
+        reference = args.dataset / "trajectories" / f"{name}.h5"
+        results[name] = compare_session(str(trajectory), str(reference), args.out / name / "report",
+                                        AnalysisOptions(), dem_dt=timing.dem_dt, force=True)  # fmt: skip
+        row = {k: results[name].get(k) for k in COLUMNS[twin.kind]}
+        print(name, json.dumps(row), flush=True)
+        (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
+    print_table(results, COLUMNS[twin.kind])
+
+
+if __name__ == "__main__":
+    main()
