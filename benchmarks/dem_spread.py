@@ -77,8 +77,9 @@ def main() -> None:
         trajectory.parent.mkdir(parents=True, exist_ok=True)
         run_twin(twin, args.out / "runs" / name, trajectory, material, timing)
         reference = args.dataset / "trajectories" / f"{name}.h5"
-        results[name] = compare_session(str(trajectory), str(reference), args.out / name / "report",
-                                        AnalysisOptions(), dem_dt=timing.dem_dt, force=True)  # fmt: skip
+        report = args.out / name / "report"
+        results[name] = compare_session(str(trajectory), str(reference), report, AnalysisOptions(),
+                                        dem_dt=timing.dem_dt, force=True)  # fmt: skip
         row = {k: results[name].get(k) for k in COLUMNS[twin.kind]}
         print(name, json.dumps(row), flush=True)
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
