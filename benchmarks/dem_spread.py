@@ -4,7 +4,7 @@ Each run of a split is run again in LIGGGHTS with another seed: the same contain
 particle count, gate or rotation, and another random fill. The twin is then compared with the
 run exactly as model_accuracy.py compares a model's rollout with it (`bgnn compare`), and the
 same table is printed. A twin starts from a different bed, where a rollout starts from the run's
-own: its errors bound from above what the flow's own chaos leaves to a perfect model, and show
+own: its errors estimate from above what the flow's own chaos leaves to a perfect model, and show
 which of the accuracy targets lie within the DEM's own spread.
 
     python benchmarks/dem_spread.py data/drum --out eval/dem-spread-drum
@@ -34,7 +34,7 @@ TWIN_SEED_OFFSET = 100_000
 
 
 def twin_scenarios(dataset: Path, split: str) -> dict:
-    """Run name -> (its scenario, its twin's scenario) for the runs of `split`.
+    """Run name -> its twin's scenario (the run's, with another seed) for the runs of `split`.
 
     The scenarios are drawn again as `bgnn generate` drew them, and checked against the
     manifest's record of them (a dataset of another version would be twinned wrongly)."""

@@ -50,8 +50,8 @@ def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
         ValueError: an empty cloud or a shape other than [*, 3].
         RuntimeError: the solver stopped before optimality.
     """
-    import ot  # here, not at the top: POT's import costs every command ~1.5 s (it loads its
-    # backends), and only the distances need it
+    import ot  # here, not at the top: POT's import (its backends) costs every command about
+    # a second, and only this distance needs it
 
     a, b = _checked_clouds(a, b)
     cost = _squared_distances(a, b)
