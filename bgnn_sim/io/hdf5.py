@@ -100,24 +100,30 @@ class TrajectoryWriter:
         self._file.flush()
 
     def _create_frame_datasets(self, n: int, with_velocities: bool) -> None:
+        """The growing per-frame datasets, kept as handles: looking them up by name cost more
+        than writing a frame (h5py builds a new object per lookup)."""
         frames = self._file.create_group("frames")
-        frames.create_dataset(
-            "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,)
-        )
-        compress = dict(compression="gzip", compression_opts=4, shuffle=True)
-        frames.create_dataset(
-            "positions", (0, n, 3), np.float64, maxshape=(None, n, 3), chunks=(1, n, 3), **compress
-        )
-        frames.create_dataset("active", (0, n), bool, maxshape=(None, n), chunks=(1, n), **compress)
-        if with_velocities:
-            frames.create_dataset(
-                "velocities",
-                (0, n, 3),
-                np.float32,
-                maxshape=(None, n, 3),
-                chunks=(1, n, 3),
+        # gzip level 1: level 4 took 0.7 ms more per frame of 1,400 particles for 1 % less
+        # disk (positions in float64 barely compress; most of the gain is the shuffle's).
+        compress = dict(compression="gzip", compression_opts=1, shuffle=True)
+        self._frames = frames
+        self._datasets = {
+            "time": frames.create_dataset(
+                "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,)
+            ),
+            "positions": frames.create_dataset(
+                "positions", (0, n, 3), np.float64, maxshape=(None, n, 3), chunks=(1, n, 3),
                 **compress,
-            )
+            ),
+            "active": frames.create_dataset(
+                "active", (0, n), bool, maxshape=(None, n), chunks=(1, n), **compress
+            ),
+        }  # fmt: skip
+        if with_velocities:
+            self._datasets["velocities"] = frames.create_dataset(
+                "velocities", (0, n, 3), np.float32, maxshape=(None, n, 3), chunks=(1, n, 3),
+                **compress,
+            )  # fmt: skip
 
     def append(
         self,
@@ -135,30 +141,30 @@ class TrajectoryWriter:
         positions = np.where(active[:, None], positions, 0.0)
         if not np.isfinite(positions).all():
             raise TrajectoryError(f"{self.path}: non-finite positions at t={time:g} s, not written")
-        frames = self._file["frames"]
         values = {"positions": positions, "active": active, "velocities": velocities}
         for name in _FRAME_DATASETS:
-            if name in frames:
+            if name in self._datasets:
                 if values[name] is None:
                     raise ValueError(f"{name} missing for a trajectory that stores them")
-                frames[name].resize(self.n_frames + 1, axis=0)
-                frames[name][self.n_frames] = values[name]
-        if guard_corrections is not None or GUARD_CORRECTIONS in frames:
-            self._append_guard_corrections(guard_corrections or 0)
+                self._append(name, values[name])
+        if guard_corrections is not None or GUARD_CORRECTIONS in self._datasets:
+            if GUARD_CORRECTIONS not in self._datasets:  # 0 for the frames before
+                self._datasets[GUARD_CORRECTIONS] = self._frames.create_dataset(
+                    GUARD_CORRECTIONS, data=np.zeros(self.n_frames, np.int32),
+                    maxshape=(None,), chunks=(1024,),
+                )  # fmt: skip
+            self._append(GUARD_CORRECTIONS, guard_corrections or 0)
         # Time last: its length is what readers trust as the number of finished frames.
-        frames["time"].resize(self.n_frames + 1, axis=0)
-        frames["time"][self.n_frames] = time
+        self._append("time", time)
         self._file.flush()
         self.n_frames += 1
         self._last_time = time
 
-    def _append_guard_corrections(self, count: int) -> None:
-        frames = self._file["frames"]
-        if GUARD_CORRECTIONS not in frames:
-            frames.create_dataset(GUARD_CORRECTIONS, data=np.zeros(self.n_frames, np.int32),
-                                  maxshape=(None,), chunks=(1024,))  # fmt: skip
-        frames[GUARD_CORRECTIONS].resize(self.n_frames + 1, axis=0)
-        frames[GUARD_CORRECTIONS][self.n_frames] = count
+    def _append(self, name: str, value) -> None:
+        """Grow dataset `name` by the frame being written and write `value` there."""
+        dataset = self._datasets[name]
+        dataset.resize(self.n_frames + 1, axis=0)
+        dataset[self.n_frames] = value
 
     def close(self, complete: bool = True) -> None:
         if self._file.id.valid:
