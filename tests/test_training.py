@@ -46,8 +46,10 @@ def test_tiny_model_overfits_real_windows(tiny_dataset, tmp_path):
     assert last < first / 10, (first, last)
 
 
-def test_resume_gives_the_same_parameters(tiny_dataset, tmp_path):
-    straight = Trainer(tiny_dataset, tmp_path / "straight", TINY, Context()).fit()
+@pytest.mark.parametrize("ema_decay", [None, 0.5])
+def test_resume_gives_the_same_parameters(tiny_dataset, tmp_path, ema_decay):
+    config = dataclasses.replace(TINY, ema_decay=ema_decay)
+    straight = Trainer(tiny_dataset, tmp_path / "straight", config, Context()).fit()
 
     class Killed(Exception):
         pass
@@ -57,8 +59,8 @@ def test_resume_gives_the_same_parameters(tiny_dataset, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        Trainer(tiny_dataset, tmp_path / "killed", TINY, Context()).fit(kill_after_checkpoint)
-    resumed = Trainer(tiny_dataset, tmp_path / "killed", TINY, Context())
+        Trainer(tiny_dataset, tmp_path / "killed", config, Context()).fit(kill_after_checkpoint)
+    resumed = Trainer(tiny_dataset, tmp_path / "killed", config, Context())
     resumed.resume()
     assert resumed.step == 3
     final = resumed.fit()
@@ -70,6 +72,28 @@ def test_resume_gives_the_same_parameters(tiny_dataset, tmp_path):
     ]
     strip = [[row.rsplit(",", 1)[0] for row in log] for log in logs]
     assert strip[0] == strip[1] and len(strip[0]) == TINY.steps + 1
+
+
+def test_the_moving_average_is_validated_and_shipped(tiny_dataset, tmp_path):
+    trainer = Trainer(tiny_dataset, tmp_path / "run", dataclasses.replace(TINY, ema_decay=0.5),
+                      Context())  # fmt: skip
+    trained = []  # the raw weights after each step
+
+    def keep_weights(step, loss):
+        trained.append({name: w.clone() for name, w in trainer.model.state_dict().items()})
+
+    shipped = trainer.fit(keep_weights)
+    average = trained[0]  # the first update copies the weights, the next ones blend them
+    for weights in trained[1:]:
+        average = {name: 0.5 * average[name] + 0.5 * w for name, w in weights.items()}
+    saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    for name, value in average.items():
+        torch.testing.assert_close(shipped.model[name], value, msg=name)
+        # Training goes on from the raw weights: the checkpoint keeps them beside the average.
+        torch.testing.assert_close(saved.model[name], trained[-1][name], rtol=0, atol=0)
+    assert not torch.equal(shipped.model[name], saved.model[name])
+    assert saved.average is not None
+    assert load_checkpoint(tmp_path / "run" / "model.pt").average is None
 
 
 def test_fine_tuning_starts_from_the_given_weights(tiny_dataset, tmp_path):

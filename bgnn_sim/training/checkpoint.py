@@ -34,6 +34,8 @@ class Checkpoint:
         model: model state dict.
         optimizer: optimiser state dict (None in a shipped model).
         metrics: last validation figures.
+        average: the moving average of the weights (`ema_decay`; None in a shipped model,
+            whose `model` then holds the averaged weights).
     """
 
     config: TrainConfig
@@ -43,6 +45,7 @@ class Checkpoint:
     model: dict
     optimizer: dict | None = None
     metrics: dict = dataclasses.field(default_factory=dict)
+    average: dict | None = None
 
     def build_model(self, device: torch.device | str = "cpu") -> BGNN:
         return build_bgnn(self.config.model, self.model, device)
@@ -76,11 +79,4 @@ def checkpoint_from_payload(payload: Any, path: str | Path) -> Checkpoint:
         checkpoint.build_model()  # the weights must fit the configured network
     except (KeyError, TypeError, RuntimeError, BgnnError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from exc
-    return checkpoint
-
-
-def export_model(source: str | Path, target: str | Path) -> Checkpoint:
-    """Copy a checkpoint without its optimiser state: the file a model is shipped as."""
-    checkpoint = dataclasses.replace(load_checkpoint(source), optimizer=None)
-    save_checkpoint(target, checkpoint)
     return checkpoint

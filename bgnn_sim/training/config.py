@@ -25,6 +25,11 @@ class TrainConfig(Checked):
         stride: recorded frames per model frame: the model steps `stride` x the dataset's
             frame (1 ms) at a time; fewer, longer steps make a rollout cheaper.
         noise_std: random-walk input noise, std of the last input velocity (m/frame).
+        ema_decay: None trains as ever; a decay (e.g. 0.999) keeps an exponential moving
+            average of the weights, updated after every step, and the validation, best.pt
+            and model.pt use the averaged weights (the raw ones go on training): a model
+            whose rollouts swing from one validation to the next is judged and shipped
+            smoothed over ~1 / (1 - decay) steps.
         pushforward: at most this many model steps (no gradient) before the trained step.
         pushforward_stage: steps after which each further unroll depth is allowed (staged
             pushforward: depth k from step k x this); 0 allows every depth from the start.
@@ -58,6 +63,7 @@ class TrainConfig(Checked):
     lr_final: float = setting(1e-6, above=0.0)
     stride: int = setting(1, at_least=1)
     noise_std: float = setting(3e-7, at_least=0.0)
+    ema_decay: float | None = setting(None, at_least=0.0, below=1.0)
     pushforward: int = setting(0, at_least=0)
     pushforward_stage: int = setting(0, at_least=0)
     pushforward_chance: float | None = setting(None, at_least=0.0, at_most=1.0)

@@ -12,13 +12,14 @@ import csv
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bgnn_sim.configfile import write_toml
 from bgnn_sim.dem.config import Timing
@@ -80,6 +81,10 @@ class Trainer:
             config.graph_backend,
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.average = (
+            None if config.ema_decay is None
+            else AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        )  # fmt: skip
         self.step = 0
         self.metrics: dict = {}
         self.fine_tuning = False  # started from a trained model: validate it before step 1
@@ -93,10 +98,26 @@ class Trainer:
             statistics=self.statistics,
             data=self.data,
             step=self.step,
-            model=self.model.state_dict(),
+            # Copies: judged_weights() puts other weights back into these tensors.
+            model={name: value.clone() for name, value in self.model.state_dict().items()},
             optimizer=self.optimizer.state_dict() if with_optimizer else None,
             metrics=self.metrics,
+            average=self.average.state_dict() if with_optimizer and self.average else None,
         )
+
+    @contextmanager
+    def judged_weights(self):
+        """Within: the model holds the weights that are validated and shipped (the moving
+        average, once there is one); after: the trained weights again."""
+        if self.average is None or self.average.n_averaged == 0:
+            yield
+            return
+        trained = {name: value.clone() for name, value in self.model.state_dict().items()}
+        self.model.load_state_dict(self.average.module.state_dict())
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(trained)
 
     def start_from(self, path: Path) -> None:
         """Fine-tune: start from a trained model's weights (a run's checkpoint or a shipped
@@ -115,6 +136,8 @@ class Trainer:
         saved = load_checkpoint(self.out_dir / CHECKPOINT, map_location=str(self.context.device))
         self.model.load_state_dict(saved.model)
         self.optimizer.load_state_dict(saved.optimizer)
+        if self.average is not None and saved.average is not None:
+            self.average.load_state_dict(saved.average)
         self.step, self.metrics = saved.step, saved.metrics
         _truncate_metrics(self.out_dir / METRICS, self.step)
 
@@ -186,6 +209,8 @@ class Trainer:
                 (errors.sum() / count).backward()
             total += errors.sum().item()
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
         self.step += 1
         return total / count
 
@@ -195,14 +220,15 @@ class Trainer:
         """Validate; keep the model with the best rollout score so far as best.pt (the
         checkpoint to ship is chosen by the flow, not by the one-step loss)."""
         best = self.metrics.get("best_valid_score", math.inf)
-        metrics = validate(self, self.config)
-        score = metrics.get("valid_score", math.nan)
-        self.metrics = {**metrics, "best_valid_score": best,
-                        "best_step": self.metrics.get("best_step")}  # fmt: skip
-        if score < best:
-            self.metrics |= {"best_valid_score": score, "best_step": self.step}
-            if main:
-                save_checkpoint(self.out_dir / BEST, self.checkpoint(with_optimizer=False))
+        with self.judged_weights():
+            metrics = validate(self, self.config)
+            score = metrics.get("valid_score", math.nan)
+            self.metrics = {**metrics, "best_valid_score": best,
+                            "best_step": self.metrics.get("best_step")}  # fmt: skip
+            if score < best:
+                self.metrics |= {"best_valid_score": score, "best_step": self.step}
+                if main:
+                    save_checkpoint(self.out_dir / BEST, self.checkpoint(with_optimizer=False))
         return metrics
 
     def fit(self, on_step: Callable[[int, float], None] | None = None) -> Checkpoint:
@@ -227,7 +253,8 @@ class Trainer:
                 save_checkpoint(self.out_dir / CHECKPOINT, self.checkpoint())
             if on_step is not None:
                 on_step(self.step, loss)
-        final = self.checkpoint(with_optimizer=False)
+        with self.judged_weights():
+            final = self.checkpoint(with_optimizer=False)
         if main:
             save_checkpoint(self.out_dir / "model.pt", final)
         return final
