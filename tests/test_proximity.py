@@ -11,6 +11,7 @@ from bgnn_sim.geometry.proximity import (
     TriangleContacts,
     closest_point_on_triangle_pairs,
     closest_point_on_triangles,
+    equal_rows,
 )
 
 
@@ -248,3 +249,18 @@ def test_cuda_matches_cpu() -> None:
     assert torch.equal(contacts.triangle_index.cpu(), expected.triangle_index)
     torch.testing.assert_close(contacts.closest.cpu(), expected.closest, rtol=0, atol=1e-12)
     torch.testing.assert_close(contacts.distance.cpu(), expected.distance, rtol=0, atol=1e-12)
+
+
+def test_equal_rows_groups_as_torch_unique_does():
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randint(-3, 3, (500, 4), generator=generator)  # many repeats
+    order, starts = equal_rows(rows.numpy())
+    distinct, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
+    order, starts = torch.from_numpy(order), torch.from_numpy(starts)
+    assert torch.equal(rows[order[starts]], distinct)
+    group = torch.cumsum(starts, 0) - 1
+    assert torch.equal(inverse[order], group)
+    assert torch.equal(torch.bincount(group), counts)
+    # Within a group the rows keep their original order: the first is the lowest index.
+    for k in range(len(distinct)):
+        assert order[starts][k] == (inverse == k).nonzero()[0, 0]

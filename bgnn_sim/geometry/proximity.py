@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -119,6 +120,25 @@ def closest_point_on_triangle_pairs(points: Tensor, triangles: Tensor) -> Tensor
         # inputs exactly, and does not branch per element (where is ~10x slower on CPU here).
         closest = torch.lerp(closest, point, inside.to(closest.dtype))
     return closest.T.contiguous()
+
+
+def equal_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of equal rows of [R, C] (a particle and its quantised closest point, which
+    several triangles meeting at an edge or vertex share).
+
+    Returns:
+        order: [R] int64, the rows in lexicographic order; equal rows in their original order.
+        starts: [R] bool, whether `rows[order[k]]` starts a group: `order[starts]` is the
+            first row of each group, `cumsum(starts) - 1` the group of `rows[order]`.
+
+    numpy's lexsort (stable): the groups of torch.unique(dim=0), in its order, 4-10x faster on
+    CPU; this runs every frame of a rollout and every step of a fill.
+    """
+    order = np.lexsort(rows.T[::-1])  # by column 0, then 1, ...
+    ordered = rows[order]
+    starts = np.ones(len(rows), dtype=bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    return order, starts
 
 
 def _face_region(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:

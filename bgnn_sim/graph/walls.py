@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bgnn_sim.geometry.proximity import TriangleContacts, closest_point_on_triangles
+from bgnn_sim.geometry.proximity import (
+    TriangleContacts,
+    closest_point_on_triangles,
+    equal_rows,
+)
 from bgnn_sim.geometry.wall import Wall, posed_triangles, wall_velocities
 
 # Closest points of one particle nearer than this (metres) are the same point (see merge).
@@ -179,15 +183,15 @@ def _merge_shared_points(
     or vertex seen from two triangles differ by round-off only, while distinct contacts of one
     particle lie far further apart.
     """
-    # (particle, quantised point) rows; sorted lexicographically by unique, so the groups stay
+    # (particle, quantised point) rows, grouped in lexicographic order: the groups stay
     # ordered by particle index, as the callers expect.
     key = torch.cat((particle[:, None], torch.round(closest / _SAME_POINT).long()), dim=1)
-    _, group, count = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
-    n = len(count)
-    first = torch.full((n,), len(particle), dtype=torch.long, device=particle.device)
-    first = first.scatter_reduce(
-        0, group, torch.arange(len(particle), device=particle.device), "amin"
-    )
+    order, starts = (torch.from_numpy(x).to(particle.device) for x in equal_rows(key.cpu().numpy()))
+    group = torch.empty_like(order)
+    group[order] = torch.cumsum(starts, 0) - 1
+    first = order[starts]  # the lowest row of each group (the sort is stable)
+    n = len(first)
+    count = torch.bincount(group, minlength=n)
     summed = normal.new_zeros(n, 3).index_add_(0, group, normal)
     length = torch.linalg.vector_norm(summed, dim=1, keepdim=True)
     merged_normal = torch.where(length > 0, summed / length.clamp_min(1e-30), 0.0)
