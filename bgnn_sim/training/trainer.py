@@ -98,12 +98,18 @@ class Trainer:
             statistics=self.statistics,
             data=self.data,
             step=self.step,
-            # Copies: judged_weights() puts other weights back into these tensors.
-            model={name: value.clone() for name, value in self.model.state_dict().items()},
+            model=self._weights(),
             optimizer=self.optimizer.state_dict() if with_optimizer else None,
             metrics=self.metrics,
-            average=self.average.state_dict() if with_optimizer and self.average else None,
+            average=(
+                self.average.state_dict() if with_optimizer and self.average is not None else None
+            ),
         )
+
+    def _weights(self) -> dict:
+        """A copy of the model's state dict (judged_weights() loads other weights into the
+        model's own tensors, so a reference would change under a checkpoint)."""
+        return {name: value.clone() for name, value in self.model.state_dict().items()}
 
     @contextmanager
     def judged_weights(self):
@@ -112,7 +118,7 @@ class Trainer:
         if self.average is None or self.average.n_averaged == 0:
             yield
             return
-        trained = {name: value.clone() for name, value in self.model.state_dict().items()}
+        trained = self._weights()
         self.model.load_state_dict(self.average.module.state_dict())
         try:
             yield
