@@ -32,7 +32,8 @@ def _walk(n: int, frames: int, start: np.ndarray, step: float, seed: int) -> tor
 
 
 def _assert_same_graphs(lists, positions, active_at, walls, frames):
-    """Graphs built from the lists equal fresh graphs at every frame; returns the builds."""
+    """Graphs built from the lists equal fresh graphs at every frame; returns how many times
+    the particle pairs and the wall contacts were searched."""
     history = 5
     types = torch.zeros(positions.shape[1], dtype=torch.long)
     for frame in range(history, frames):
@@ -46,7 +47,7 @@ def _assert_same_graphs(lists, positions, active_at, walls, frames):
         for field in dataclasses.fields(fresh):
             a, b = getattr(with_lists, field.name), getattr(fresh, field.name)
             assert (a == b) if isinstance(a, int) else torch.equal(a, b), (frame, field.name)
-    return lists.builds
+    return lists.pair_builds, lists.wall_builds
 
 
 def _turning_drum() -> Wall:
@@ -67,7 +68,8 @@ def _walks_in_the_drum(rng, n: int, frames: int) -> torch.Tensor:
     return _walk(n, frames, start, 1e-4, seed=1)
 
 
-def test_lists_give_the_fresh_graph_in_a_turning_drum_as_particles_leave():
+@pytest.mark.parametrize("wall_skin", [None, 3e-3])
+def test_lists_give_the_fresh_graph_in_a_turning_drum_as_particles_leave(wall_skin):
     wall = _turning_drum()
     rng = np.random.default_rng(0)
     n, frames = 300, 45
@@ -78,10 +80,11 @@ def test_lists_give_the_fresh_graph_in_a_turning_drum_as_particles_leave():
         gone = leaving & (torch.arange(n) % 30 < frame - 10)
         return ~gone
 
-    lists = VerletLists(SPEC.cutoff, SPEC.walls_reach, skin=1e-3)
-    builds = _assert_same_graphs(lists, positions, active_at, [wall], frames)
-    # The turning wall and the walks force rebuilds, but the lists outlive most frames.
-    assert 2 <= builds <= (frames - 5) // 2
+    lists = VerletLists(SPEC.cutoff, SPEC.walls_reach, skin=1e-3, wall_skin=wall_skin)
+    pair_builds, wall_builds = _assert_same_graphs(lists, positions, active_at, [wall], frames)
+    print(pair_builds, wall_builds)
+    # The turning wall and the walks force rebuilds, but the wall contacts outlive most frames.
+    assert 2 <= wall_builds <= (frames - 5) // 2 and pair_builds >= 1
 
 
 def test_lists_of_walls_only_give_the_fresh_wall_contacts():
@@ -97,7 +100,7 @@ def test_lists_of_walls_only_give_the_fresh_wall_contacts():
         assert kept.particle_edges.shape == (2, 0)
         for a, b in zip(kept.walls.contacts, fresh.contacts, strict=True):
             assert torch.equal(a, b), frame
-    assert 2 <= lists.builds <= 15
+    assert 2 <= lists.wall_builds <= 15 and lists.pair_builds == 0
 
 
 def test_lists_follow_a_gate_that_opens():
@@ -108,7 +111,7 @@ def test_lists_follow_a_gate_that_opens():
     lists = VerletLists(SPEC.cutoff, SPEC.walls_reach, skin=2e-3)
     all_active = torch.ones(120, dtype=torch.bool)
     builds = _assert_same_graphs(lists, positions, lambda frame: all_active, [gate], 20)
-    assert builds == 2  # before and after the opening
+    assert builds == (1, 2)  # the walls before and after the opening
 
 
 def test_a_skin_must_be_positive():

@@ -4,10 +4,10 @@ A fresh search per frame (a k-d tree for particle pairs, a grid for particle-tri
 costs the same whether or not anything moved. `VerletLists` searches once within the cutoffs
 plus a skin and keeps the candidates; each frame then tests only them, with the same exact test
 as the fresh search (`radius_graph`, `closest_point_on_triangles`), so the graph is identical.
-The lists are rebuilt when they may have missed a pair: when some particle has moved more than
-half the skin since the build (two particles closing in on each other), when a particle and a
-wall together have moved more than the skin (a turning drum's wall counts), or when the set of
-walls changes (a gate that opens).
+Each list is rebuilt when it may have missed a pair: the particle pairs when some particle has
+moved more than half the skin since their build (two particles closing in on each other), the
+wall contacts when a particle and a wall together have moved more than the wall skin since
+theirs (a turning drum's wall counts) or when the set of walls changes (a gate that opens).
 
 Candidates are kept in the state's numbering (all particles, active or not), so that particles
 leaving through a sink do not force a rebuild: each frame drops the inactive ones and renumbers
@@ -55,42 +55,62 @@ def fresh_neighbours(
 
 
 @dataclass
-class _Build:
-    """What the last build saw: positions [N, 3] of all particles, the active mask [N], the
-    triangles [F, 3, 3] and which walls they belong to, and the candidates with their distances
-    at that moment."""
+class _PairBuild:
+    """What the last particle-pair search saw: positions [N, 3] of all particles, the active
+    mask [N], and the candidate pairs with their distances at that moment."""
+
+    positions: Tensor
+    active: Tensor
+    pairs: Tensor  # [2, C] sender, receiver (state numbering), sorted by (receiver, sender)
+    pair_distance: Tensor  # [C]
+
+
+@dataclass
+class _WallBuild:
+    """What the last wall search saw: positions [N, 3], the active mask [N], the triangles
+    [F, 3, 3] and which walls they belong to, and the candidate contacts at that moment."""
 
     positions: Tensor
     active: Tensor
     present: tuple[int, ...]
     triangles: Tensor
-    pairs: Tensor  # [2, C] sender, receiver (state numbering), sorted by (receiver, sender)
-    pair_distance: Tensor  # [C]
     contacts: TriangleContacts  # point_index in state numbering, distance within reach + skin
 
 
 class VerletLists:
-    """Particle pairs and particle-triangle pairs within the cutoffs plus `skin`, rebuilt only
-    when a pair may have been missed (see the module docstring). One instance serves any number
-    of rollouts: a jump in positions or a change of scene simply triggers a rebuild.
+    """Particle pairs and particle-triangle pairs within the cutoffs plus a skin, each list
+    rebuilt only when it may have missed a pair (see the module docstring). The two lists are
+    rebuilt apart: a turning drum's wall forces wall searches, not particle-pair searches. One
+    instance serves any number of rollouts: a jump in positions or a change of scene simply
+    triggers a rebuild.
 
     Args:
         cutoff: particle-particle cutoff (m); None keeps wall contacts only (the engine's
             wall guard needs no particle pairs).
         wall_cutoff: particle-wall cutoff (m).
-        skin: extra reach of the candidates (m), > 0. Larger skins rebuild less often but test
-            more candidates per frame.
+        skin: extra reach of the particle-pair candidates (m), > 0. Larger skins rebuild less
+            often but test more candidates per frame.
         backend: the neighbour search of a build (see `radius_graph`).
+        wall_skin: extra reach of the wall candidates (m), > 0; None: `skin`.
     """
 
     def __init__(
-        self, cutoff: float | None, wall_cutoff: float, skin: float, backend: str = "auto"
+        self,
+        cutoff: float | None,
+        wall_cutoff: float,
+        skin: float,
+        backend: str = "auto",
+        wall_skin: float | None = None,
     ):
-        if not skin > 0:
-            raise ValueError(f"the skin must be > 0, got {skin}")
-        self.cutoff, self.wall_cutoff, self.skin, self.backend = cutoff, wall_cutoff, skin, backend
-        self.builds = 0  # how many times the lists were built (for benchmarks and tests)
-        self._build: _Build | None = None
+        wall_skin = skin if wall_skin is None else wall_skin
+        if not (skin > 0 and wall_skin > 0):
+            raise ValueError(f"the skins must be > 0, got {skin} and {wall_skin}")
+        self.cutoff, self.wall_cutoff, self.backend = cutoff, wall_cutoff, backend
+        self.skin, self.wall_skin = skin, wall_skin
+        # How many times each list was searched afresh (for benchmarks and tests).
+        self.pair_builds = self.wall_builds = 0
+        self._pairs: _PairBuild | None = None
+        self._walls: _WallBuild | None = None
 
     def neighbours(
         self, positions: Tensor, active: Tensor, walls: list[Wall], time: float
@@ -105,64 +125,23 @@ class VerletLists:
         present, soup, owner = posed_triangles(walls, time)
         triangles = torch.from_numpy(soup).to(positions)
         key = tuple(id(wall) for wall in present)
-        moved = self._moved(positions, active, key, triangles)
-        if moved is None:
-            self._build = self._new_build(positions, active, key, triangles)
-            moved = positions.new_zeros(len(positions)), 0.0
-        particle_moved, wall_moved = moved
         local = torch.cumsum(active, 0) - 1  # state numbering -> active numbering
-        edges = self._particle_edges(positions, active, particle_moved)
-        contacts = self._contacts(positions, active, triangles, particle_moved, wall_moved)
+        edges = self._particle_edges(positions, active)
+        contacts = self._contacts(positions, active, key, triangles)
         contacts = contacts._replace(point_index=local.index_select(0, contacts.point_index))
         return FrameNeighbours(local[edges], WallContacts(contacts, present, triangles, owner))
 
-    def _moved(
-        self, positions: Tensor, active: Tensor, key: tuple, triangles: Tensor
-    ) -> tuple[Tensor, float] | None:
-        """Each particle's distance from where the build saw it [N] and the walls' largest
-        vertex displacement (m), or None when the lists must be rebuilt."""
-        build = self._build
-        if (
-            build is None
-            or build.present != key
-            or build.positions.shape != positions.shape
-            or build.triangles.shape != triangles.shape
-            or bool((active & ~build.active).any())  # a particle the build did not see
-        ):
-            return None
-        particle_moved = torch.linalg.vector_norm(positions - build.positions, dim=1)
-        particle_moved = torch.where(active, particle_moved, 0.0)
-        wall_moved = 0.0
-        if len(triangles):
-            wall_moved = torch.linalg.vector_norm(triangles - build.triangles, dim=2).max().item()
-        farthest = particle_moved.max().item() if len(particle_moved) else 0.0
-        pairs_kept = self.cutoff is None or 2 * farthest <= self.skin
-        if not (pairs_kept and farthest + wall_moved <= self.skin):
-            return None
-        return particle_moved, wall_moved
-
-    def _new_build(self, positions: Tensor, active: Tensor, key: tuple, triangles: Tensor):
-        """Candidates within the cutoffs + skin around the active particles."""
-        self.builds += 1
-        index = torch.nonzero(active).squeeze(1)
-        x = positions.index_select(0, index)
-        if self.cutoff is None:
-            pairs = index.new_zeros(2, 0)
-        else:
-            pairs = index[radius_graph(x, self.cutoff + self.skin, backend=self.backend)]
-        pair_distance = torch.linalg.vector_norm(positions[pairs[1]] - positions[pairs[0]], dim=1)
-        contacts = closest_point_on_triangles(x, triangles, self.wall_cutoff + self.skin)
-        contacts = contacts._replace(point_index=index.index_select(0, contacts.point_index))
-        return _Build(positions.clone(), active.clone(), key, triangles.clone(), pairs,
-                      pair_distance, contacts)  # fmt: skip
-
-    def _particle_edges(self, positions: Tensor, active: Tensor, moved: Tensor) -> Tensor:
+    def _particle_edges(self, positions: Tensor, active: Tensor) -> Tensor:
         """[2, E] pairs (state numbering) within the cutoff now, by the exact test of
         `radius_graph`. A pair's distance changed by at most the sum of its ends' moves, so
         only the candidates that could have come within the cutoff are measured."""
-        build = self._build
         if self.cutoff is None:
-            return build.pairs
+            return active.new_zeros(2, 0, dtype=torch.long)
+        moved = _moved(self._pairs, positions, active)
+        if moved is None or 2 * _largest(moved) > self.skin:
+            self._pairs = self._new_pair_build(positions, active)
+            moved = positions.new_zeros(len(positions))
+        build = self._pairs
         # index_select and nonzero rather than indexing by tensors: ~40 % faster on CPU here.
         sender, receiver = build.pairs
         reach = self.cutoff + moved.index_select(0, sender) + moved.index_select(0, receiver)
@@ -174,12 +153,17 @@ class VerletLists:
         return pairs.index_select(1, within.nonzero().squeeze(1))
 
     def _contacts(
-        self, positions: Tensor, active: Tensor, triangles: Tensor, moved: Tensor,
-        wall_moved: float,
-    ) -> TriangleContacts:  # fmt: skip
+        self, positions: Tensor, active: Tensor, key: tuple, triangles: Tensor
+    ) -> TriangleContacts:
         """(particle, triangle) pairs (state numbering) within the wall cutoff now, with the
-        exact closest points of `closest_point_on_triangles`."""
-        found = self._build.contacts
+        exact closest points of `closest_point_on_triangles`. A pair's distance changed by at
+        most the particle's move plus the walls' largest vertex displacement."""
+        moves = self._wall_moves(positions, active, key, triangles)
+        if moves is None or _largest(moves[0]) + moves[1] > self.wall_skin:
+            self._walls = self._new_wall_build(positions, active, key, triangles)
+            moves = positions.new_zeros(len(positions)), 0.0
+        moved, wall_moved = moves
+        found = self._walls.contacts
         point = found.point_index
         reachable = found.distance <= self.wall_cutoff + moved[point] + wall_moved
         keep = (reachable & active[point]).nonzero().squeeze(1)
@@ -190,3 +174,55 @@ class VerletLists:
         within = (distance <= self.wall_cutoff).nonzero().squeeze(1)
         return TriangleContacts(*(column.index_select(0, within)
                                   for column in (point, triangle, closest, distance)))  # fmt: skip
+
+    def _wall_moves(
+        self, positions: Tensor, active: Tensor, key: tuple, triangles: Tensor
+    ) -> tuple[Tensor, float] | None:
+        """Each particle's distance [N] from where the wall build saw it and the walls' largest
+        vertex displacement (m) since, or None when the build cannot serve (see `_moved`; or
+        the set of walls changed)."""
+        build = self._walls
+        moved = _moved(build, positions, active)
+        if moved is None or build.present != key or build.triangles.shape != triangles.shape:
+            return None
+        if not len(triangles):
+            return moved, 0.0
+        return moved, torch.linalg.vector_norm(triangles - build.triangles, dim=2).max().item()
+
+    def _new_pair_build(self, positions: Tensor, active: Tensor) -> _PairBuild:
+        """Particle pairs within the cutoff + skin among the active particles."""
+        self.pair_builds += 1
+        index = torch.nonzero(active).squeeze(1)
+        x = positions.index_select(0, index)
+        pairs = index[radius_graph(x, self.cutoff + self.skin, backend=self.backend)]
+        pair_distance = torch.linalg.vector_norm(positions[pairs[1]] - positions[pairs[0]], dim=1)
+        return _PairBuild(positions.clone(), active.clone(), pairs, pair_distance)
+
+    def _new_wall_build(
+        self, positions: Tensor, active: Tensor, key: tuple, triangles: Tensor
+    ) -> _WallBuild:
+        """Contacts within the wall cutoff + wall skin of the active particles."""
+        self.wall_builds += 1
+        index = torch.nonzero(active).squeeze(1)
+        x = positions.index_select(0, index)
+        contacts = closest_point_on_triangles(x, triangles, self.wall_cutoff + self.wall_skin)
+        contacts = contacts._replace(point_index=index.index_select(0, contacts.point_index))
+        return _WallBuild(positions.clone(), active.clone(), key, triangles.clone(), contacts)
+
+
+def _moved(build: _PairBuild | _WallBuild | None, positions: Tensor, active: Tensor):
+    """Each particle's distance [N] from where `build` saw it (0 for inactive ones), or None
+    when the build cannot serve: none yet, another particle count, or an active particle it
+    did not see."""
+    if (
+        build is None
+        or build.positions.shape != positions.shape
+        or bool((active & ~build.active).any())
+    ):
+        return None
+    moved = torch.linalg.vector_norm(positions - build.positions, dim=1)
+    return torch.where(active, moved, 0.0)
+
+
+def _largest(moved: Tensor) -> float:
+    return moved.max().item() if len(moved) else 0.0

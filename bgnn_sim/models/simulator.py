@@ -44,6 +44,7 @@ class BGNNSimulator:
         graph_backend: neighbour search ("auto", "kdtree", "torch_cluster").
         skin: rollouts keep Verlet lists with this skin (m) between frames (see
             bgnn_sim/graph/verlet.py); None searches every frame afresh.
+        wall_skin: the wall contacts' skin (m) in those lists; None: `skin`.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class BGNNSimulator:
         frame_dt: float,
         graph_backend: str = "auto",
         skin: float | None = None,
+        wall_skin: float | None = None,
     ) -> None:
         self.model = model
         self.statistics = statistics
@@ -66,7 +68,8 @@ class BGNNSimulator:
         self.lists = None
         self.clearance: Clearance | None = None  # the last frame's, for the wall guard
         if skin is not None:
-            self.lists = VerletLists(spec.cutoff, spec.walls_reach, skin, graph_backend)
+            self.lists = VerletLists(spec.cutoff, spec.walls_reach, skin, graph_backend,
+                                     wall_skin)  # fmt: skip
         self.network = model  # what a frame calls: the model, or its compiled form
 
     def compile(self) -> None:
