@@ -33,7 +33,7 @@ import torch
 import trimesh
 from torch import Tensor
 
-from bgnn_sim.geometry.proximity import closest_point_on_triangles
+from bgnn_sim.geometry.proximity import closest_point_on_triangles, row_dot
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.trajectory import Trajectory
 
@@ -238,13 +238,13 @@ def _moller_trumbore(
     a, b, c = triangles.unbind(dim=1)
     edge_b, edge_c = b - a, c - a
     p = torch.linalg.cross(directions, edge_c)
-    det = _dot(edge_b, p)  # = -direction . (edge_b x edge_c)
+    det = row_dot(edge_b, p)  # = -direction . (edge_b x edge_c)
     scale = torch.linalg.vector_norm(torch.linalg.cross(edge_b, edge_c), dim=1)
     facing = det.abs() > _PARALLEL_COSINE * scale * torch.linalg.vector_norm(directions, dim=1)
     inv = 1.0 / torch.where(facing, det, torch.ones_like(det))
     offset = origins - a
     q = torch.linalg.cross(offset, edge_b)
-    return _dot(edge_c, q) * inv, _dot(offset, p) * inv, _dot(directions, q) * inv, facing
+    return row_dot(edge_c, q) * inv, row_dot(offset, p) * inv, row_dot(directions, q) * inv, facing
 
 
 @dataclass(frozen=True)
@@ -392,7 +392,7 @@ def _nearest_feature_inside(
     pseudonormal = torch.zeros_like(points).index_add_(
         0, point[shared], (weight[:, None] * normals[triangle])[shared]
     )
-    return found & (_dot(points - foot, pseudonormal) <= 0)
+    return found & (row_dot(points - foot, pseudonormal) <= 0)
 
 
 def _angle_at(triangles: Tensor, feet: Tensor, tolerance: Tensor) -> Tensor:
@@ -403,7 +403,7 @@ def _angle_at(triangles: Tensor, feet: Tensor, tolerance: Tensor) -> Tensor:
     rolled = [torch.roll(triangles, -k, dims=1) for k in range(3)]  # corner k first
     at_corner = torch.stack(rolled, dim=1)[torch.arange(len(triangles)), corner]  # [K, 3, 3]
     u, v = at_corner[:, 1] - at_corner[:, 0], at_corner[:, 2] - at_corner[:, 0]
-    angle = torch.atan2(torch.linalg.vector_norm(torch.linalg.cross(u, v), dim=1), _dot(u, v))
+    angle = torch.atan2(torch.linalg.vector_norm(torch.linalg.cross(u, v), dim=1), row_dot(u, v))
     on_corner = to_corner.gather(1, corner[:, None]).squeeze(1) <= tolerance
     return torch.where(on_corner, angle, torch.full_like(angle, math.pi))
 
@@ -431,7 +431,3 @@ def _frame_blocks(n_frames: int, n_particles: int) -> Iterator[slice]:
     frames_per_block = max(1, _PAIRS_PER_CHUNK // max(n_particles, 1))
     for first in range(0, n_frames, frames_per_block):
         yield slice(first, min(first + frames_per_block, n_frames))
-
-
-def _dot(u: Tensor, v: Tensor) -> Tensor:
-    return torch.linalg.vecdot(u, v, dim=1)

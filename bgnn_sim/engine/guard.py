@@ -46,6 +46,7 @@ from bgnn_sim.geometry.proximity import (
     TriangleContacts,
     closest_point_on_triangle_pairs,
     closest_point_on_triangles,
+    row_dot,
 )
 from bgnn_sim.geometry.wall import Wall, posed_triangles
 from bgnn_sim.graph.walls import WallContacts, triangle_normals, wall_velocity
@@ -370,8 +371,8 @@ def _guard_pass(
     point, triangle, closest, distance = (torch.cat(column) for column in zip(*parts, strict=True))
     normal, corner = posed.normals[triangle], posed.triangles[triangle, 0]
     start = posed.carried(x0[point], posed.wall_index[triangle])
-    s0 = _dot(start - corner, normal)  # signed distances from the triangle's plane
-    s1 = _dot(x1[point] - corner, normal)
+    s0 = row_dot(start - corner, normal)  # signed distances from the triangle's plane
+    s1 = row_dot(x1[point] - corner, normal)
     hit, along = _hits(start, x1[point], s0, s1, posed.triangles[triangle], gap[point])
     crossing = _first_pair(point, along, hit, len(x1))  # the first wall the path met
     crossed = torch.zeros(len(x1), dtype=torch.bool, device=x1.device)
@@ -467,9 +468,5 @@ def _first_pair(owner: Tensor, key: Tensor, mask: Tensor, n: int) -> Tensor:
 def _without_approach(velocity: Tensor, wall: Tensor, outward: Tensor) -> Tensor:
     """[c, 3] velocity [c, 3] without its component into the wall (along -outward [c, 3],
     unit) relative to the wall's velocity `wall` [c, 3], same units; the rest is kept."""
-    approach = _dot(velocity - wall, outward).clamp_max(0.0)
+    approach = row_dot(velocity - wall, outward).clamp_max(0.0)
     return velocity - approach[:, None] * outward
-
-
-def _dot(u: Tensor, v: Tensor) -> Tensor:
-    return (u * v).sum(dim=1)

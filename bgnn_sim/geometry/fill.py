@@ -25,6 +25,7 @@ from bgnn_sim.geometry.proximity import (
     closest_point_on_triangle_pairs,
     closest_point_on_triangles,
     equal_rows,
+    row_dot,
 )
 from bgnn_sim.physics import SETTLED_PACKING, sphere_volume
 
@@ -161,10 +162,10 @@ def _contact_forces(x: Tensor, v: Tensor, pairs: Tensor, walls: Tensor, triangle
 def _spring_dashpot(offsets: Tensor, velocity: Tensor, contact: float, damping: float) -> Tensor:
     """[P, 3] force along offsets [P, 3] for an overlap (contact - |offset|)_+, damped by the
     normal relative velocity [P, 3]; zero for pairs apart and never attractive."""
-    distance = offsets.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    distance = row_dot(offsets, offsets).sqrt_().clamp_min_(1e-12)[:, None]
     normal = offsets / distance
     overlap = (contact - distance).clamp_min(0.0)
-    approach = (velocity * normal).sum(dim=1, keepdim=True)
+    approach = row_dot(velocity, normal)[:, None]
     magnitude = (STIFFNESS * overlap - damping * approach).clamp_min(0.0)
     return torch.where(overlap > 0, magnitude, 0.0) * normal
 

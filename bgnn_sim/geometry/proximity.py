@@ -72,10 +72,10 @@ def closest_point_on_triangles(
     cell_points = points.index_select(0, order)
     # A margin over the cutoff: round-off in the hashing must not drop a pair the kernel keeps.
     pad = cutoff + 16 * torch.finfo(points.dtype).eps * (points.abs().max().item() + cutoff)
-    spheres = _bounding_spheres(triangles, pad)
+    bounds = _bounds(triangles, pad)
     parts = []
     for pairs in _candidate_pairs(cell_keys, triangles, grid, pad, chunk_size):
-        parts.append(_narrow_phase(cell_points, triangles, spheres, pairs, cutoff))
+        parts.append(_narrow_phase(cell_points, triangles, bounds, pairs, cutoff))
     if not parts:
         return _empty_contacts(points)
     return _sorted_contacts(parts, order, len(triangles))
@@ -181,23 +181,33 @@ def _dot(u: Tensor, v: Tensor, dim: int = 0) -> Tensor:
     return torch.linalg.vecdot(u, v, dim=dim)
 
 
+def row_dot(u: Tensor, v: Tensor) -> Tensor:
+    """Dot products [...] of the 3-vectors in the last dimension of u, v [..., 3].
+
+    A matrix-vector product: on CPU torch's reductions over a last dimension of 3 (vecdot, sum)
+    take ~10x longer (1.6 against 0.15 ms for 52,000 rows)."""
+    return (u * v) @ u.new_ones(3)
+
+
 def _narrow_phase(
     points: Tensor,
     triangles: Tensor,
-    spheres: tuple[Tensor, Tensor],
+    bounds: _Bounds,
     pairs: tuple[Tensor, Tensor],
     cutoff: float,
 ) -> tuple[Tensor, ...]:
     """Exact distances for one chunk of candidate pairs; keeps those within the cutoff.
 
-    A grid cell is coarser than the cutoff shell around a triangle: a cheap test against the
-    triangle's padded bounding sphere first drops most candidates.
+    A grid cell is coarser than the cutoff shell around a triangle: two cheap tests first drop
+    most candidates, the triangle's padded bounding sphere and the slab of its plane (a long
+    triangle's sphere holds much of a drum; its slab, the points near its plane).
     """
-    (center, radius2), (point_index, triangle_index) = spheres, pairs
+    point_index, triangle_index = pairs
     query = points.index_select(0, point_index)
-    offset = query - center.index_select(0, triangle_index)
-    near = _dot(offset, offset, dim=1) <= radius2.index_select(0, triangle_index)
-    near = near.nonzero().squeeze(1)
+    offset = query - bounds.center.index_select(0, triangle_index)
+    in_sphere = row_dot(offset, offset) <= bounds.radius2.index_select(0, triangle_index)
+    height = row_dot(offset, bounds.normal.index_select(0, triangle_index))
+    near = (in_sphere & (height.abs() <= bounds.pad)).nonzero().squeeze(1)
     point_index, triangle_index, query = (
         x.index_select(0, near) for x in (point_index, triangle_index, query)
     )
@@ -207,11 +217,29 @@ def _narrow_phase(
     return tuple(x.index_select(0, keep) for x in (point_index, triangle_index, closest, distance))
 
 
-def _bounding_spheres(triangles: Tensor, pad: float) -> tuple[Tensor, Tensor]:
-    """Centroid [F, 3] and squared radius [F] of a sphere around each triangle, grown by pad."""
+class _Bounds(NamedTuple):
+    """What a point must be within to lie within `pad` of a triangle: a sphere around it (centre
+    [F, 3], squared radius [F]) and the slab |(p - centre) . normal| <= pad of its plane (unit
+    normal [F, 3]; zero for a triangle too thin to have one, whose slab is then everything)."""
+
+    center: Tensor
+    radius2: Tensor
+    normal: Tensor
+    pad: float
+
+
+def _bounds(triangles: Tensor, pad: float) -> _Bounds:
+    """The padded sphere and slab of each triangle [F, 3, 3]."""
     center = triangles.mean(dim=1)
     radius = torch.linalg.vector_norm(triangles - center[:, None], dim=2).amax(dim=1)
-    return center, (radius + pad).square()
+    ab, ac = triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]
+    normal = torch.linalg.cross(ab, ac)
+    area2 = row_dot(normal, normal)
+    # The same threshold as _face_region's: below it the normal's direction is round-off.
+    thin = area2 <= torch.finfo(triangles.dtype).eps * row_dot(ab, ab) * row_dot(ac, ac)
+    length = area2.sqrt().clamp_min(torch.finfo(area2.dtype).tiny)
+    normal = torch.where(thin[:, None], 0.0, normal / length[:, None])
+    return _Bounds(center, (radius + pad).square(), normal, pad)
 
 
 def _candidate_pairs(

@@ -28,6 +28,7 @@ from bgnn_sim.geometry.proximity import (
     TriangleContacts,
     closest_point_on_triangles,
     equal_rows,
+    row_dot,
 )
 from bgnn_sim.geometry.wall import Wall, posed_triangles, wall_velocities
 
@@ -152,7 +153,7 @@ def _face_or_nearest(
         contacts: all (particle, triangle) pairs within the cutoff.
         normal: [P, 3] unit triangle normals; away: [P, 3] particle minus closest point.
     """
-    along = torch.linalg.vecdot(away, normal)[:, None] * normal
+    along = row_dot(away, normal)[:, None] * normal
     sideways = torch.linalg.vector_norm(away - along, dim=1)
     face = sideways <= 1e-6 * contacts.distance + 1e-12
     nearest = smallest_per_particle(contacts.point_index, contacts.distance, n_particles)
@@ -169,7 +170,7 @@ def smallest_per_particle(particle_index: Tensor, value: Tensor, n_particles: in
 
 def _turned_towards(normal: Tensor, toward: Tensor) -> Tensor:
     """Normals [W, 3] flipped where they point away from `toward` [W, 3] (wall -> particle)."""
-    side = torch.where(torch.linalg.vecdot(normal, toward) < 0, -1.0, 1.0).to(normal.dtype)
+    side = torch.where(row_dot(normal, toward) < 0, -1.0, 1.0).to(normal.dtype)
     return normal * side[:, None]
 
 
