@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from bgnn_sim.analysis.scene import drum_axis, drum_radius, particle_masses, rotating_wall
 from bgnn_sim.errors import BgnnError
@@ -99,6 +98,8 @@ def mass_flow_rate(curve: Discharge, low: float = 0.2, high: float = 0.8) -> Flo
     steady = (curve.mass >= low * final) & (curve.mass <= high * final)
     if final <= 0 or steady.sum() < 3:
         return None
+    from scipy import stats  # here: its import takes ~0.5 s, which a drum's analysis never needs
+
     fit = stats.linregress(curve.time[steady], curve.mass[steady])
     times = curve.time[steady]
     return FlowRate(float(fit.slope), float(fit.stderr), float(times[0]), float(times[-1]))
