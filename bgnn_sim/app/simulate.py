@@ -176,9 +176,9 @@ def _outputs(
     """ParaView series and (with `picture`) snapshot of the (first) trajectory, the analysis
     report of all of them (an ensemble's band); returns the key figures.
 
-    The series and the snapshot are written in a second thread while the analysis runs: VTK's
-    writer and renderer release the GIL, so the two share the cores (3.5 against 5 s for the
-    default drum's outputs). An error in either is raised here."""
+    The series and the snapshot are written in a second thread while the analysis runs; their
+    work (VTK, h5py, numpy) overlaps with it on the cores: 3.5 against 5 s for the default
+    drum's outputs, the same files. An error in either is raised here."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pictures = pool.submit(_paraview_and_snapshot, out, paths[0], container, config, picture)
         options = AnalysisOptions(outlet_z=container.outlet_z)
