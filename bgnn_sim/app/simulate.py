@@ -179,11 +179,15 @@ def _outputs(
     The series and the snapshot are written in a second thread while the analysis runs; their
     work (VTK, h5py, numpy) overlaps with it on the cores: 3.5 against 5 s for the default
     drum's outputs, the same files. An error in either is raised here."""
+    with TrajectoryFile(paths[0]) as trajectory:
+        first = trajectory.read()
+    shown = _snapshot_frame(first.active, container.mixes) if picture else None
+    options = AnalysisOptions(outlet_z=container.outlet_z)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pictures = pool.submit(_paraview_and_snapshot, out, paths[0], container, config, picture)
-        options = AnalysisOptions(outlet_z=container.outlet_z)
-        analyses = []
-        for path in paths:
+        pictures = pool.submit(_paraview_and_snapshot, out, paths[0], config.vtk_every, shown,
+                               container.mixes)  # fmt: skip
+        analyses = [analyze(first, options)]
+        for path in paths[1:]:
             with TrajectoryFile(path) as trajectory:
                 analyses.append(analyze(trajectory.read(), options))
         title = f"Simulation of {config.mesh}"
@@ -196,14 +200,14 @@ def _outputs(
 
 
 def _paraview_and_snapshot(
-    out: Path, path: Path, container: Container, config: SimulationConfig, picture: bool
+    out: Path, path: Path, every: int, shown: int | None, by_type: bool
 ) -> None:
-    """The ParaView series and (with `picture`) the snapshot of the trajectory at `path`."""
+    """The ParaView series (every `every`th frame) of the trajectory at `path`, and its frame
+    `shown` rendered as the snapshot (None: no snapshot)."""
     with TrajectoryFile(path) as trajectory:
-        export_vtk(trajectory, out / "paraview", every=config.vtk_every)
-        if picture:
-            shown = _snapshot_frame(trajectory.read().active, container.mixes)
-            render_frame(trajectory, shown, out / SNAPSHOT, by_type=container.mixes)
+        export_vtk(trajectory, out / "paraview", every=every)
+        if shown is not None:
+            render_frame(trajectory, shown, out / SNAPSHOT, by_type=by_type)
 
 
 def _snapshot_frame(active, mixes: bool) -> int:
