@@ -178,6 +178,8 @@ def _fraction(x: Tensor, y: Tensor) -> Tensor:
 
 
 def _dot(u: Tensor, v: Tensor, dim: int = 0) -> Tensor:
+    """Dot products over `dim` of component-major vectors ([3, P] and the like), where torch's
+    reduction runs over contiguous rows and is fast; `row_dot` serves [..., 3] rows."""
     return torch.linalg.vecdot(u, v, dim=dim)
 
 
