@@ -153,11 +153,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, dataset, out, port: int) -> None:
+def _ddp_worker(rank: int, dataset, out, port: int, loss_steps: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE="2", LOCAL_RANK=str(rank))  # fmt: skip
     context = distributed.start("cpu", True)
-    trainer = Trainer(dataset, out, TINY, context)
+    trainer = Trainer(dataset, out, dataclasses.replace(TINY, loss_steps=loss_steps), context)
     generator = step_generator(TINY.seed, 0, context.rank)
     window = trainer.train_set[
         int(torch.randint(len(trainer.train_set), (1,), generator=generator))
@@ -172,8 +172,10 @@ def _ddp_worker(rank: int, dataset, out, port: int) -> None:
     distributed.stop(context)
 
 
-def test_ddp_two_cpu_processes_average_gradients(tiny_dataset, tmp_path):
-    mp.spawn(_ddp_worker, args=(tiny_dataset, tmp_path, _free_port()), nprocs=2, join=True)
+@pytest.mark.parametrize("loss_steps", [1, 2])  # 2: two forwards before one backward
+def test_ddp_two_cpu_processes_average_gradients(tiny_dataset, tmp_path, loss_steps):
+    mp.spawn(_ddp_worker, args=(tiny_dataset, tmp_path, _free_port(), loss_steps), nprocs=2,
+             join=True)  # fmt: skip
     g0, g1 = (torch.load(tmp_path / f"grads{r}.pt") for r in (0, 1))
     for local0, local1, avg0, avg1 in zip(
         g0["local"], g1["local"], g0["averaged"], g1["averaged"], strict=True
@@ -249,3 +251,24 @@ def test_train_and_rollout_commands(run_cli, tiny_dataset, tmp_path):
                            "-o", tmp_path / "y.h5", "--device", "cuda")  # fmt: skip
     if not torch.cuda.is_available():
         assert code == 1 and "no CUDA GPU" in err
+
+
+def test_loss_steps_train_through_the_models_own_steps(tiny_dataset, tmp_path):
+    config = dataclasses.replace(TINY, noise_std=0.0, pushforward=0, loss_steps=2)
+    trainer = Trainer(tiny_dataset, tmp_path / "run", config, Context())
+    window, h = trainer.train_set[0], config.model.history
+    positions, n = window.positions, len(window.types)
+    errors = trainer.window_loss(window, step_generator(0, 0, 0))
+    assert errors.shape == (2 * n, 3)
+    # The first step is the one-step loss on the data's own history.
+    first = trainer.simulator.normalise(positions[h + 1] - 2 * positions[h] + positions[h - 1])
+    predicted = trainer._predict(positions[: h + 1], window.types, window, 0, trainer.model)
+    torch.testing.assert_close(errors[:n], (predicted - first) ** 2)
+    # The second step's error reaches the weights through the first step's positions too.
+    parameters = list(trainer.model.parameters())
+    through_time = torch.autograd.grad(errors[n:].sum(), parameters)
+    advanced = trainer._advanced
+    trainer._advanced = lambda history, predicted: advanced(history, predicted.detach())
+    cut = torch.autograd.grad(trainer.window_loss(window, step_generator(0, 0, 0))[n:].sum(),
+                              parameters)  # fmt: skip
+    assert any(not torch.allclose(a, b) for a, b in zip(through_time, cut, strict=True))

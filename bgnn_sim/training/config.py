@@ -35,6 +35,10 @@ class TrainConfig(Checked):
             pushforward: depth k from step k x this); 0 allows every depth from the start.
         pushforward_chance: probability that a window is unrolled at all (its depth then
             uniform over the allowed ones); None: every depth, 0 included, equally likely.
+        loss_steps: consecutive model steps trained together, each against the data's next
+            frame, the gradient flowing back through the model's own positions between them
+            (backpropagation through time): the model learns what its errors do a few frames
+            on. 1: the one-step loss.
         event_weight: windows whose trained frame lies within `event_span_s` after the run's
             event (a gate opening, a drum starting to turn) are drawn this many times more
             often than the others.
@@ -67,6 +71,7 @@ class TrainConfig(Checked):
     pushforward: int = setting(0, at_least=0)
     pushforward_stage: int = setting(0, at_least=0)
     pushforward_chance: float | None = setting(None, at_least=0.0, at_most=1.0)
+    loss_steps: int = setting(1, at_least=1)
     event_weight: float = setting(10.0, above=0.0)
     event_span_s: float = setting(0.1, at_least=0.0)
     cutoff_radii: float = setting(3.0, above=0.0)

@@ -66,7 +66,7 @@ class Trainer:
         self.data = training_description(dataset_dir, manifest, stride)
         material = manifest["material"]
         self.frame_dt = Timing(**self.data["timing"]).frame_dt  # the model's frame
-        length = config.model.history + 2 + config.pushforward
+        length = config.model.history + 1 + config.pushforward + config.loss_steps
         self.train_set = WindowDataset(dataset_dir, "train", length, stride)
         self.valid_set = WindowDataset(dataset_dir, "valid", config.model.history + 2, stride)
         # The first trained frame of a window is its frame h + 1.
@@ -150,7 +150,8 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------
 
     def window_loss(self, window: Window, generator: torch.Generator) -> torch.Tensor:
-        """Squared errors [n, 3] of the normalised acceleration of one window's trained step."""
+        """Squared errors [loss_steps * n, 3] of the normalised accelerations of one window's
+        trained steps."""
         h, device = self.config.model.history, self.context.device
         positions, types, times = window.positions.to(device), window.types.to(device), window.time
         history = noisy_history(
@@ -161,12 +162,30 @@ class Trainer:
         shift = history[-1] - positions[h]
         depth = self._pushforward_depth(generator)
         history = self._pushforward(history, types, window, depth)
-        target_next = positions[h + 1 + depth] + (shift if depth == 0 else 0.0)
-        target = self.simulator.normalise(target_next - 2 * history[-1] + history[-2])
-        graph = self.simulator.graph(
-            history, types, window.walls, times[h + depth].item(), self.frame_dt
-        )
-        return (self.network(graph) - target) ** 2
+        errors = []
+        for k in range(depth, depth + self.config.loss_steps):
+            target_next = positions[h + 1 + k] + (shift if k == 0 else 0.0)
+            target = self.simulator.normalise(target_next - 2 * history[-1] + history[-2])
+            # Only the last call goes through DDP, which expects one forward per backward; the
+            # earlier calls' gradients reach the same parameters before its hooks fire.
+            last = k == depth + self.config.loss_steps - 1
+            predicted = self._predict(
+                history, types, window, k, self.network if last else self.model
+            )
+            errors.append((predicted - target) ** 2)
+            if not last:  # the next step sees this one's prediction, gradient and all
+                history = self._advanced(history, predicted)
+        return torch.cat(errors)
+
+    def _predict(self, history, types, window: Window, k: int, network) -> torch.Tensor:
+        """Normalised accelerations [n, 3] for positions [H+1, n, 3] at the window's frame h + k."""
+        time = window.time[self.config.model.history + k].item()
+        return network(self.simulator.graph(history, types, window.walls, time, self.frame_dt))
+
+    def _advanced(self, history: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+        """The history [H+1, n, 3] one model step on, by normalised accelerations [n, 3]."""
+        acceleration = self.simulator.denormalise(predicted, history)
+        return torch.cat([history[1:], euler_step(history, acceleration)[None]])
 
     def _pushforward_depth(self, generator: torch.Generator) -> int:
         """Unroll depth of one window: staged (deeper unrolls allowed as training goes on) and,
@@ -181,14 +200,11 @@ class Trainer:
 
     def _pushforward(self, history, types, window: Window, depth: int) -> torch.Tensor:
         """Roll the model `depth` frames without gradient: it learns from its own errors."""
-        h = self.config.model.history
         with torch.no_grad():
             for k in range(depth):
-                graph = self.simulator.graph(
-                    history, types, window.walls, window.time[h + k].item(), self.frame_dt
+                history = self._advanced(
+                    history, self._predict(history, types, window, k, self.model)
                 )
-                acceleration = self.simulator.denormalise(self.model(graph), history)
-                history = torch.cat([history[1:], euler_step(history, acceleration)[None]])
         return history
 
     def train_step(self) -> float:
@@ -203,7 +219,7 @@ class Trainer:
             self.window_weights, config.windows_per_step, replacement=True, generator=generator
         )
         windows = [self.train_set[int(i)] for i in picks]
-        count = 3 * sum(len(w.types) for w in windows)
+        count = 3 * sum(len(w.types) for w in windows) * config.loss_steps
         for group in self.optimizer.param_groups:
             group["lr"] = config.lr_at(self.step)
         self.optimizer.zero_grad()
