@@ -16,7 +16,7 @@ from bgnn_sim.engine.guard import Clearance, WallGuard, guard_frame
 from bgnn_sim.engine.rollout import rollout_to_file, step, successive_states, window_steps
 from bgnn_sim.engine.state import ParticleState, Scene
 from bgnn_sim.geometry.generators import HopperSpec, drum, hopper
-from bgnn_sim.geometry.proximity import closest_point_on_triangles
+from bgnn_sim.geometry.proximity import closest_point_on_triangle_pairs, closest_point_on_triangles
 from bgnn_sim.geometry.wall import Rotation, Wall, make_gate, present_triangles
 from bgnn_sim.graph.walls import wall_contacts
 from bgnn_sim.io.hdf5 import TrajectoryFile, read_trajectory, write_trajectory
@@ -294,13 +294,18 @@ def test_a_backends_clearance_skips_particles_without_changing_the_frame(scene, 
     are tested against the triangles found near them at t0 (when the walls are the same and
     moved little), and the frame is bit for bit the one of a search over all (fast particles
     and a wall that moves included)."""
-    searched = []
+    searched, exact = [], []
 
     def counting(points, triangles, cutoff):
         searched.append(len(points))
         return closest_point_on_triangles(points, triangles, cutoff)
 
+    def counting_pairs(points, triangles):
+        exact.append(len(points))
+        return closest_point_on_triangle_pairs(points, triangles)
+
     monkeypatch.setattr(guard_module, "closest_point_on_triangles", counting)
+    monkeypatch.setattr(guard_module, "closest_point_on_triangle_pairs", counting_pairs)
     rng = np.random.default_rng(0)
     if "drum" in scene:
         rpm = 30.0 if "30" in scene else 600.0
@@ -320,11 +325,13 @@ def test_a_backends_clearance_skips_particles_without_changing_the_frame(scene, 
     assert 0 < int(clearance.far.sum()) < len(x0)
     full = guard_frame(walls, x0, x1, 0.0, DT, gap)
     searched_by_full = sum(searched)
-    searched.clear()
+    searched.clear(), exact.clear()
     skipping = guard_frame(walls, x0, x1, 0.0, DT, gap, clearance)
     assert sum(searched) < 0.7 * searched_by_full  # the particles of the far interior skipped
     if scene == "drum at 30 rpm":  # only the few thrown far are searched
         assert 0 < sum(searched) <= 3 * 5
+        # The known pairs too far apart at t0 to be within reach at t1 are not tested.
+        assert sum(exact) < 0.7 * len(clearance.contacts.point_index)
     assert full.corrected > 0 and skipping.corrected == full.corrected
     assert torch.equal(skipping.positions, full.positions)
     assert torch.equal(skipping.previous, full.previous)
@@ -347,13 +354,18 @@ def test_a_windowed_backends_guard_lists_change_no_frame(monkeypatch):
     """A windowed backend searches no walls: the engine keeps wall-contact lists for its guard
     (rollout.guard_lists), which spare most of the guard's searches and give the same frames as
     its own search of all."""
-    searched = []
+    searched, exact = [], []
 
     def counting(points, triangles, cutoff):
         searched.append(len(points))
         return closest_point_on_triangles(points, triangles, cutoff)
 
+    def counting_pairs(points, triangles):
+        exact.append(len(points))
+        return closest_point_on_triangle_pairs(points, triangles)
+
     monkeypatch.setattr(guard_module, "closest_point_on_triangles", counting)
+    monkeypatch.setattr(guard_module, "closest_point_on_triangle_pairs", counting_pairs)
     walls = [mesh_wall(drum(0.05, 0.04), "drum", Rotation((0, 1, 0), rpm=30.0))]
     scene = Scene(walls, frame_dt=DT)
     rng = np.random.default_rng(1)

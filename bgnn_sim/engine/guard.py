@@ -300,37 +300,45 @@ class _PosedWalls:
 @dataclass(frozen=True)
 class _KnownPairs:
     """The (particle, triangle) pairs a backend found within `distance` of each other at t0,
-    grouped by particle, to test at t1 instead of searching the mesh. A triangle within reach r
-    of a particle at t1 was within r + |x1 - x0| + (the farthest any wall point moved) of it at
-    t0: when that is within `distance`, the particle's pairs include every triangle it can
-    reach. Only for the walls of t0, numbered alike (the same walls present, in order).
+    grouped by particle, to test at t1 instead of searching the mesh. A particle that moved by
+    m came at most m + (the farthest any wall point moved) nearer to a triangle from t0 to t1:
+    when its reach plus that is within `distance`, its pairs include every triangle it can
+    reach, and of those only the pairs that close at t0 need the exact test. Only for the
+    walls of t0, numbered alike (the same walls present, in order).
 
     Attributes:
         start: [n + 1] int64, particle i's pairs are start[i]:start[i + 1].
         triangle: [P] int64, each pair's triangle, ascending within a particle.
-        slack: `distance` less the walls' largest motion (m).
+        apart: [P] each pair's distance (m) at t0.
+        distance: the search's cutoff (m).
+        motion: the walls' largest motion (m).
     """
 
     start: Tensor
     triangle: Tensor
-    slack: float
+    apart: Tensor
+    distance: float
+    motion: float
 
     @staticmethod
     def of(clearance: Clearance | None, posed: _PosedWalls) -> _KnownPairs | None:
         """The pairs of a usable `clearance`; None when its triangles are numbered otherwise."""
         if clearance is None or clearance.walls != tuple(id(wall) for wall in posed.walls):
             return None
-        point = clearance.contacts.point_index.to(posed.triangles.device)
+        device, contacts = posed.triangles.device, clearance.contacts
+        point = contacts.point_index.to(device)
         counts = torch.bincount(point, minlength=len(clearance.far))
         start = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-        triangle = clearance.contacts.triangle_index.to(posed.triangles.device)
-        return _KnownPairs(start, triangle, clearance.distance - posed.largest_motion())
+        return _KnownPairs(start, contacts.triangle_index.to(device),
+                           contacts.distance.to(device=device, dtype=posed.triangles.dtype),
+                           clearance.distance, posed.largest_motion())  # fmt: skip
 
     def covering(self, index: Tensor, x0: Tensor, x1: Tensor, reach: Tensor):
         """Which of the particles `index` [m] (at x0 and x1 [m, 3], reaching `reach` [m]) the
-        pairs cover ([m] bool), and those particles' pairs: (position in `index` [Q], triangle
-        [Q]), sorted by (position, triangle)."""
-        covered = reach + torch.linalg.vector_norm(x1 - x0, dim=1) <= self.slack
+        pairs cover ([m] bool), and those particles' pairs that may lie within reach at t1:
+        (position in `index` [Q], triangle [Q]), sorted by (position, triangle)."""
+        closer = torch.linalg.vector_norm(x1 - x0, dim=1) + self.motion  # [m] most approach
+        covered = reach + closer <= self.distance
         members = torch.nonzero(covered).squeeze(1)
         first = self.start[index[members]]
         counts = self.start[index[members] + 1] - first
@@ -338,7 +346,10 @@ class _KnownPairs:
         before = torch.cumsum(counts, 0) - counts  # each member's first row among the pairs
         row = torch.arange(len(owner), device=owner.device)
         pair = torch.repeat_interleave(first - before, counts) + row
-        return covered, owner, self.triangle[pair]
+        # Most pairs lie a few radii apart, far beyond a frame's approach: no exact test for
+        # them (the margin keeps round-off from dropping a pair at the edge of reach).
+        near = self.apart[pair] <= (1 + _TOLERANCE) * reach[owner] + closer[owner]
+        return covered, owner[near], self.triangle[pair[near]]
 
 
 def _carry(wall: Wall, t0: float, t1: float, like: Tensor) -> tuple[Tensor, Tensor] | None:
