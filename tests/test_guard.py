@@ -325,7 +325,8 @@ def test_a_backends_clearance_skips_particles_without_changing_the_frame(scene, 
     assert 0 < int(clearance.far.sum()) < len(x0)
     full = guard_frame(walls, x0, x1, 0.0, DT, gap)
     searched_by_full = sum(searched)
-    searched.clear(), exact.clear()
+    searched.clear()
+    exact.clear()
     skipping = guard_frame(walls, x0, x1, 0.0, DT, gap, clearance)
     assert sum(searched) < 0.7 * searched_by_full  # the particles of the far interior skipped
     if scene == "drum at 30 rpm":  # only the few thrown far are searched
@@ -354,18 +355,13 @@ def test_a_windowed_backends_guard_lists_change_no_frame(monkeypatch):
     """A windowed backend searches no walls: the engine keeps wall-contact lists for its guard
     (rollout.guard_lists), which spare most of the guard's searches and give the same frames as
     its own search of all."""
-    searched, exact = [], []
+    searched = []
 
     def counting(points, triangles, cutoff):
         searched.append(len(points))
         return closest_point_on_triangles(points, triangles, cutoff)
 
-    def counting_pairs(points, triangles):
-        exact.append(len(points))
-        return closest_point_on_triangle_pairs(points, triangles)
-
     monkeypatch.setattr(guard_module, "closest_point_on_triangles", counting)
-    monkeypatch.setattr(guard_module, "closest_point_on_triangle_pairs", counting_pairs)
     walls = [mesh_wall(drum(0.05, 0.04), "drum", Rotation((0, 1, 0), rpm=30.0))]
     scene = Scene(walls, frame_dt=DT)
     rng = np.random.default_rng(1)
