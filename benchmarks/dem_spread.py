@@ -7,13 +7,7 @@ same table is printed. A twin starts from a different bed, where a rollout start
 own: its errors estimate from above what the flow's own chaos leaves to a perfect model, and show
 which of the accuracy targets lie within the DEM's own spread.
 
-`--same-bed` makes the twin the run itself on two MPI processes: the same seed, so the same
-fill, with its force sums split across two domains, in another order. It starts from the run's
-own bed up to round-off, as a rollout does, and what it then drifts apart by is the flow's
-chaos alone: the floor a perfect model cannot go below.
-
     python benchmarks/dem_spread.py data/drum --out eval/dem-spread-drum
-    python benchmarks/dem_spread.py data/drum --out eval/dem-spread-drum-same-bed --same-bed
 
 Twin runs are kept under `--out`/runs (resumable like `bgnn generate`: a finished twin is not
 run again); the comparisons' reports and `summary.json` go under `--out`.
@@ -39,9 +33,8 @@ from bgnn_sim.dem.runner import run_scenario
 TWIN_SEED_OFFSET = 100_000
 
 
-def twin_scenarios(dataset: Path, split: str, reseed: bool = True) -> dict:
-    """Run name -> its twin's scenario (the run's, with another seed unless not `reseed`) for
-    the runs of `split`.
+def twin_scenarios(dataset: Path, split: str) -> dict:
+    """Run name -> its twin's scenario (the run's, with another seed) for the runs of `split`.
 
     The scenarios are drawn again as `bgnn generate` drew them, and checked against the
     manifest's record of them (a dataset of another version would be twinned wrongly)."""
@@ -56,16 +49,13 @@ def twin_scenarios(dataset: Path, split: str, reseed: bool = True) -> dict:
         scenario = plan[name]
         if json.loads(json.dumps(dataclasses.asdict(scenario))) != recorded[name]:
             raise SystemExit(f"{name}: the manifest's scenario is not the one drawn again")
-        offset = TWIN_SEED_OFFSET if reseed else 0
-        twins[name] = dataclasses.replace(scenario, seed=scenario.seed + offset)
+        twins[name] = dataclasses.replace(scenario, seed=scenario.seed + TWIN_SEED_OFFSET)
     return twins
 
 
-def run_twin(
-    twin, run_dir: Path, trajectory: Path, material: Material, timing: Timing, mpi_procs: int = 1
-) -> None:
+def run_twin(twin, run_dir: Path, trajectory: Path, material: Material, timing: Timing) -> None:
     """Run the twin in LIGGGHTS (unless done) and write its trajectory (unless written)."""
-    ran = run_scenario(twin, run_dir, material, timing, mpi_procs)
+    ran = run_scenario(twin, run_dir, material, timing)
     if ran or not trajectory.exists():
         traj, _ = build_trajectory(twin, run_dir, material, timing)
         save_run(traj, trajectory)
@@ -77,22 +67,15 @@ def main() -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder (bgnn generate)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--split", default="test")
-    parser.add_argument(
-        "--same-bed",
-        action="store_true",
-        help="twin: the run itself on 2 MPI processes (its fill, round-off apart)",
-    )
     args = parser.parse_args()
 
     manifest = read_manifest(args.dataset)
     material, timing = Material(**manifest["material"]), Timing(**manifest["timing"])
     results = {}
-    twins = twin_scenarios(args.dataset, args.split, reseed=not args.same_bed)
-    for name, twin in twins.items():
+    for name, twin in twin_scenarios(args.dataset, args.split).items():
         trajectory = args.out / "trajectories" / f"{name}.h5"
         trajectory.parent.mkdir(parents=True, exist_ok=True)
-        procs = 2 if args.same_bed else 1
-        run_twin(twin, args.out / "runs" / name, trajectory, material, timing, procs)
+        run_twin(twin, args.out / "runs" / name, trajectory, material, timing)
         reference = args.dataset / "trajectories" / f"{name}.h5"
         report = args.out / name / "report"
         results[name] = compare_session(str(trajectory), str(reference), report, AnalysisOptions(),
