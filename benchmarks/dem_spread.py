@@ -7,7 +7,14 @@ same table is printed. A twin starts from a different bed, where a rollout start
 own: its errors estimate from above what the flow's own chaos leaves to a perfect model, and show
 which of the accuracy targets lie within the DEM's own spread.
 
+`--same-bed` (drums) keeps the run's seed, so its fill and settled bed are the run's own, bit for
+bit, and turns the drum 1e-5 slower: the period in the deck moves by a few units of its sixth
+digit, so the rim is a few um (under 5) from the run's by the end of the revolution. The twin then
+starts from the very bed a rollout starts from, and what it drifts apart by is the flow's chaos
+alone: the floor under a perfect model's figures.
+
     python benchmarks/dem_spread.py data/drum --out eval/dem-spread-drum
+    python benchmarks/dem_spread.py data/drum --out eval/dem-spread-drum-same-bed --same-bed
 
 Twin runs are kept under `--out`/runs (resumable like `bgnn generate`: a finished twin is not
 run again); the comparisons' reports and `summary.json` go under `--out`.
@@ -31,10 +38,13 @@ from bgnn_sim.dem.runner import run_scenario
 
 # Added to a run's seed for its twin: above any seed a dataset of the default size draws.
 TWIN_SEED_OFFSET = 100_000
+# A same-bed twin's relative change of speed: the smallest the deck's 6-digit period shows.
+SAME_BED_SLOWDOWN = 1e-5
 
 
-def twin_scenarios(dataset: Path, split: str) -> dict:
-    """Run name -> its twin's scenario (the run's, with another seed) for the runs of `split`.
+def twin_scenarios(dataset: Path, split: str, same_bed: bool = False) -> dict:
+    """Run name -> its twin's scenario for the runs of `split`: the run's with another seed,
+    or with `same_bed` (drums) its own seed and a speed 1e-5 lower.
 
     The scenarios are drawn again as `bgnn generate` drew them, and checked against the
     manifest's record of them (a dataset of another version would be twinned wrongly)."""
@@ -49,7 +59,12 @@ def twin_scenarios(dataset: Path, split: str) -> dict:
         scenario = plan[name]
         if json.loads(json.dumps(dataclasses.asdict(scenario))) != recorded[name]:
             raise SystemExit(f"{name}: the manifest's scenario is not the one drawn again")
-        twins[name] = dataclasses.replace(scenario, seed=scenario.seed + TWIN_SEED_OFFSET)
+        if not same_bed:
+            twins[name] = dataclasses.replace(scenario, seed=scenario.seed + TWIN_SEED_OFFSET)
+        elif scenario.kind == "drum":
+            twins[name] = dataclasses.replace(scenario, rpm=scenario.rpm * (1 - SAME_BED_SLOWDOWN))
+        else:
+            raise SystemExit(f"{name}: --same-bed is for drums; a {scenario.kind} has no speed")
     return twins
 
 
@@ -67,12 +82,15 @@ def main() -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder (bgnn generate)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--same-bed", action="store_true", help="drums: the run's own bed, turned 1e-5 slower"
+    )
     args = parser.parse_args()
 
     manifest = read_manifest(args.dataset)
     material, timing = Material(**manifest["material"]), Timing(**manifest["timing"])
     results = {}
-    for name, twin in twin_scenarios(args.dataset, args.split).items():
+    for name, twin in twin_scenarios(args.dataset, args.split, args.same_bed).items():
         trajectory = args.out / "trajectories" / f"{name}.h5"
         trajectory.parent.mkdir(parents=True, exist_ok=True)
         run_twin(twin, args.out / "runs" / name, trajectory, material, timing)
