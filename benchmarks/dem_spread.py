@@ -59,13 +59,17 @@ def twin_scenarios(dataset: Path, split: str, same_bed: bool = False) -> dict:
         scenario = plan[name]
         if json.loads(json.dumps(dataclasses.asdict(scenario))) != recorded[name]:
             raise SystemExit(f"{name}: the manifest's scenario is not the one drawn again")
-        if not same_bed:
-            twins[name] = dataclasses.replace(scenario, seed=scenario.seed + TWIN_SEED_OFFSET)
-        elif scenario.kind == "drum":
-            twins[name] = dataclasses.replace(scenario, rpm=scenario.rpm * (1 - SAME_BED_SLOWDOWN))
-        else:
-            raise SystemExit(f"{name}: --same-bed is for drums; a {scenario.kind} has no speed")
+        twins[name] = twin_of(name, scenario, same_bed)
     return twins
+
+
+def twin_of(name: str, scenario, same_bed: bool):
+    """The run's scenario with another seed, or with `same_bed` (drums) turned slower."""
+    if not same_bed:
+        return dataclasses.replace(scenario, seed=scenario.seed + TWIN_SEED_OFFSET)
+    if scenario.kind != "drum":
+        raise SystemExit(f"{name}: --same-bed is for drums; a {scenario.kind} has no speed")
+    return dataclasses.replace(scenario, rpm=scenario.rpm * (1 - SAME_BED_SLOWDOWN))
 
 
 def run_twin(twin, run_dir: Path, trajectory: Path, material: Material, timing: Timing) -> None:
