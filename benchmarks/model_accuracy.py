@@ -39,11 +39,12 @@ COLUMNS = {
 
 def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
                  frames: int | None, wall_guard: bool = True,
-                 compile: bool = False) -> dict:  # fmt: skip
+                 compile: bool = False, seed: int = 0) -> dict:  # fmt: skip
     """Roll out from the reference's first frames (the model reads `history` of its frames
     behind "now"), compare, return the metrics (+ timing). `frames` counts the model's frames;
     `wall_guard` False rolls the raw model out (its metrics have no guard_corrections);
-    `compile` runs a BGNN's network through torch.compile (the same results, faster)."""
+    `compile` runs a BGNN's network through torch.compile (the same results, faster); `seed`
+    picks a LaM-SLidE model's member of the ensemble (a BGNN ignores it)."""
     with TrajectoryFile(reference) as run:
         stride = frame_stride(run, trained.timing.frame_dt)
         start = trained.backend.history * stride
@@ -53,7 +54,7 @@ def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
     started = time.perf_counter()
     try:
         rollout_session(model, str(reference), n_frames, rollout, start=start, force=True,
-                        wall_guard=wall_guard, compile=compile)  # fmt: skip
+                        wall_guard=wall_guard, compile=compile, seed=seed)  # fmt: skip
         diverged = None
     except DivergenceError as exc:  # the frames before the blow-up are kept and compared
         diverged = str(exc)
@@ -88,6 +89,7 @@ def main() -> None:
         "--no-wall-guard", action="store_true", help="roll out the raw model (no wall guard)"
     )
     parser.add_argument("--compile", action="store_true", help="BGNN: torch.compile the network")
+    parser.add_argument("--seed", type=int, default=0, help="LaM-SLidE: the ensemble member")
     args = parser.parse_args()
 
     manifest = read_manifest(args.dataset)
@@ -97,7 +99,7 @@ def main() -> None:
     for name in manifest["splits"][args.split]:
         reference = args.dataset / "trajectories" / f"{name}.h5"
         results[name] = evaluate_run(args.model, trained, reference, args.out / name, args.frames,
-                                     not args.no_wall_guard, args.compile)  # fmt: skip
+                                     not args.no_wall_guard, args.compile, args.seed)  # fmt: skip
         row = {k: results[name].get(k) for k in COLUMNS[kind]}
         print(name, json.dumps(row), flush=True)
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))

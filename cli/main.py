@@ -274,6 +274,9 @@ def rollout(
     no_wall_guard: NoWallGuard = False,
     threads: Threads = 0,
     compile: Compile = False,
+    seed: Annotated[
+        int, typer.Option(min=0, help="LaM-SLidE: the member of its ensemble (sampling draws).")
+    ] = 0,
 ) -> None:
     """Roll out a trained model from a LIGGGHTS state or a trajectory."""
     from bgnn_cli.progress import progress_bar
@@ -285,7 +288,8 @@ def rollout(
     if vtk is not None:
         check_vtk_dir(vtk, force)
     corrections = rollout_session(checkpoint, init, frames, output, start, mesh, device, force,
-                                  progress_bar, not no_wall_guard, threads, compile)  # fmt: skip
+                                  progress_bar, not no_wall_guard, threads, compile,
+                                  seed)  # fmt: skip
     guarded = "raw model" if corrections is None else f"wall guard: {corrections} corrections"
     typer.echo(f"wrote {output}: {frames} frames ({guarded})")
     if vtk is not None:

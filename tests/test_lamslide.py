@@ -337,6 +337,16 @@ def test_rollout_command_steps_a_lamslide_model_at_its_stride(run_cli, tiny_lams
     assert code == 0 and "(raw model)" in stdout, stderr
     with TrajectoryFile(tmp_path / "raw.h5") as raw:
         assert raw.guard_corrections is None
+    code, _, stderr = run_cli("rollout", tiny_lamslide, "--init", init, "--start", "30",
+                              "--frames", "8", "-o", tmp_path / "seed-1.h5", "--no-wall-guard",
+                              "--seed", "1")  # fmt: skip
+    assert code == 0, stderr
+    with (
+        TrajectoryFile(tmp_path / "raw.h5") as seed_0,
+        TrajectoryFile(tmp_path / "seed-1.h5") as seed_1,
+    ):
+        np.testing.assert_array_equal(seed_0.read(0, 2).positions, seed_1.read(0, 2).positions)
+        assert not np.allclose(seed_0.read(2).positions, seed_1.read(2).positions)  # another member
 
 
 def test_simulate_runs_with_a_lamslide_model(run_cli, tiny_lamslide, tmp_path):

@@ -28,13 +28,15 @@ def rollout_session(
     wall_guard: bool = True,
     threads: int = 0,
     compile: bool = False,
+    seed: int = 0,
 ) -> int | None:
     """Roll a trained model out from frame `start` of `init` into `output` (see bgnn rollout);
     returns the wall guard's corrections over the run (None with `wall_guard` off: the raw
-    model). `threads`: torch CPU threads (0: all cores); `compile`: see load_model."""
+    model). `threads`: torch CPU threads (0: all cores); `compile`, `seed` (LaM-SLidE's
+    identifiers and sampling noise: one member of its ensemble): see load_model."""
     check_writable(Path(output), force)
     use_threads(threads)
-    trained = load_model(checkpoint, device, compile=compile)
+    trained = load_model(checkpoint, device, seed, compile)
     simulator = trained.backend
     timing = trained.timing
     source = open_source(init, mesh=mesh, dem_dt=timing.dem_dt)
