@@ -272,3 +272,19 @@ def test_loss_steps_train_through_the_models_own_steps(tiny_dataset, tmp_path):
     cut = torch.autograd.grad(trainer.window_loss(window, step_generator(0, 0, 0))[n:].sum(),
                               parameters)  # fmt: skip
     assert any(not torch.allclose(a, b) for a, b in zip(through_time, cut, strict=True))
+
+
+def test_narrow_outlet_runs_are_drawn_more_often(tiny_dataset, tmp_path):
+    config = dataclasses.replace(TINY, event_weight=2.0, narrow_outlet_weight=3.0)
+    diameter = 2 * read_manifest(tiny_dataset)["material"]["radius"]
+    plain = Trainer(tiny_dataset, tmp_path / "plain", config, Context())
+    runs = np.array([k for k, _ in plain.train_set.index])
+    outlets = np.array([run["scenario"]["spec"]["outlet"] for run in plain.train_set.runs])
+    for diameters in (outlets.min() / diameter - 0.1, outlets.max() / diameter + 0.1):
+        weighted = Trainer(tiny_dataset, tmp_path / f"{diameters}",
+                           dataclasses.replace(config, narrow_outlet_diameters=diameters),
+                           Context())  # fmt: skip
+        narrow = outlets[runs] < diameters * diameter
+        expected = plain.window_weights * torch.from_numpy(np.where(narrow, 3.0, 1.0))
+        assert torch.equal(weighted.window_weights, expected)
+    assert narrow.all() and (plain.window_weights == 2.0).any()  # the last: every run narrow

@@ -43,6 +43,10 @@ class TrainConfig(Checked):
             event (a gate opening, a drum starting to turn) are drawn this many times more
             often than the others.
         event_span_s: how long after the event a window counts as one of its windows (s).
+        narrow_outlet_diameters: hopper runs whose outlet is narrower than this many particle
+            diameters count as narrow (None: none does).
+        narrow_outlet_weight: the windows of narrow-outlet runs are drawn this many times more
+            often (on top of the event weight): their flow is the hardest to keep at long frames.
         cutoff_radii: particle-particle cutoff in particle radii (BGNN hopper: 4).
         wall_cutoff_radii: particle-wall cutoff in radii; None: the particle cutoff.
         threads: torch CPU threads (0: torch's default, all cores).
@@ -74,6 +78,8 @@ class TrainConfig(Checked):
     loss_steps: int = setting(1, at_least=1)
     event_weight: float = setting(10.0, above=0.0)
     event_span_s: float = setting(0.1, at_least=0.0)
+    narrow_outlet_diameters: float | None = setting(None, above=0.0)
+    narrow_outlet_weight: float = setting(1.0, above=0.0)
     cutoff_radii: float = setting(3.0, above=0.0)
     wall_cutoff_radii: float | None = setting(4.0, above=0.0)
     threads: int = setting(0, at_least=0)

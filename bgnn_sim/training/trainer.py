@@ -73,6 +73,10 @@ class Trainer:
         self.window_weights = self.train_set.event_weights(
             config.model.history + 1, config.event_weight, config.event_span_s
         )
+        if config.narrow_outlet_diameters is not None:
+            self.window_weights *= self.train_set.narrow_outlet_weights(
+                config.narrow_outlet_diameters, config.narrow_outlet_weight
+            )
         with torch.random.fork_rng():  # the initial weights depend on the seed only
             torch.manual_seed(config.seed)
             self.model = BGNN(config.model).to(context.device)

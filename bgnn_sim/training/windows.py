@@ -90,6 +90,20 @@ class WindowDataset(torch.utils.data.Dataset):
             weights[torch.from_numpy(mine[near])] = weight
         return weights
 
+    def narrow_outlet_weights(self, diameters: float, weight: float) -> torch.Tensor:
+        """[len] sampling weight per window: `weight` for the windows of hopper runs whose outlet
+        is narrower than `diameters` particle diameters, 1 otherwise (and for other kinds)."""
+        particle_diameter = 2 * self.manifest["material"]["radius"]
+        narrow = [
+            k
+            for k, run in enumerate(self.runs)
+            if run["scenario"].get("spec", {}).get("outlet", np.inf) < diameters * particle_diameter
+        ]
+        runs = torch.tensor([k for k, _ in self.index], dtype=torch.int64)
+        weights = torch.ones(len(self.index), dtype=torch.float64)
+        weights[torch.isin(runs, torch.tensor(narrow, dtype=torch.int64))] = weight
+        return weights
+
     def __getitem__(self, i: int) -> Window:
         k, start = self.index[i]
         traj = self.trajectory(k)
