@@ -46,7 +46,8 @@ class TrainConfig(Checked):
         narrow_outlet_diameters: hopper runs whose outlet is narrower than this many particle
             diameters count as narrow (None: none does).
         narrow_outlet_weight: the windows of narrow-outlet runs are drawn this many times more
-            often (on top of the event weight): their flow is the hardest to keep at long frames.
+            often (on top of the event weight). Tried once for the 2 ms hopper, and worse
+            (benchmarks/TRAINING.md, eleventh session); off by default.
         cutoff_radii: particle-particle cutoff in particle radii (BGNN hopper: 4).
         wall_cutoff_radii: particle-wall cutoff in radii; None: the particle cutoff.
         threads: torch CPU threads (0: torch's default, all cores).
