@@ -78,7 +78,7 @@ class WindowDataset(torch.utils.data.Dataset):
         the drum starting to turn), 1 otherwise (and for runs without an event)."""
         weights = torch.ones(len(self.index), dtype=torch.float64)
         starts = np.array([start for _, start in self.index], dtype=np.int64)
-        runs = np.array([k for k, _ in self.index], dtype=np.int64)
+        runs = self.window_runs()
         for k in range(len(self.runs)):
             traj = self.trajectory(k)
             event = traj.attrs.get("start_time")
@@ -93,16 +93,17 @@ class WindowDataset(torch.utils.data.Dataset):
     def narrow_outlet_weights(self, diameters: float, weight: float) -> torch.Tensor:
         """[len] sampling weight per window: `weight` for the windows of hopper runs whose outlet
         is narrower than `diameters` particle diameters, 1 otherwise (and for other kinds)."""
-        particle_diameter = 2 * self.manifest["material"]["radius"]
-        narrow = [
-            k
-            for k, run in enumerate(self.runs)
-            if run["scenario"].get("spec", {}).get("outlet", np.inf) < diameters * particle_diameter
-        ]
-        runs = torch.tensor([k for k, _ in self.index], dtype=torch.int64)
-        weights = torch.ones(len(self.index), dtype=torch.float64)
-        weights[torch.isin(runs, torch.tensor(narrow, dtype=torch.int64))] = weight
-        return weights
+        narrowest = diameters * 2 * self.manifest["material"]["radius"]
+        per_run = torch.tensor(
+            [weight if run["scenario"].get("spec", {}).get("outlet", np.inf) < narrowest else 1.0
+             for run in self.runs],
+            dtype=torch.float64,
+        )  # fmt: skip
+        return per_run[torch.from_numpy(self.window_runs())]
+
+    def window_runs(self) -> np.ndarray:
+        """[len] int64: the run (its position in `runs`) of each window."""
+        return np.array([k for k, _ in self.index], dtype=np.int64)
 
     def __getitem__(self, i: int) -> Window:
         k, start = self.index[i]
