@@ -84,7 +84,12 @@ def main() -> None:
     parser.add_argument(
         "--frames", type=int, default=None, help="model frames per rollout (default: the whole run)"
     )
-    parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "valid", "test", "all"),
+        help="runs to measure; all: every run (a held-out set generated with its own --seed)",
+    )
     parser.add_argument(
         "--no-wall-guard", action="store_true", help="roll out the raw model (no wall guard)"
     )
@@ -96,7 +101,7 @@ def main() -> None:
     trained = load_model(args.model, "cpu")
     kind = trained.data["kinds"][0]
     results = {}
-    for name in manifest["splits"][args.split]:
+    for name in runs_of(manifest, args.split):
         reference = args.dataset / "trajectories" / f"{name}.h5"
         results[name] = evaluate_run(args.model, trained, reference, args.out / name, args.frames,
                                      not args.no_wall_guard, args.compile, args.seed)  # fmt: skip
@@ -104,6 +109,13 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
     print_table(results, COLUMNS[kind])
+
+
+def runs_of(manifest: dict, split: str) -> list[str]:
+    """The runs of `split` in the manifest, or every run (in name order) for "all"."""
+    if split == "all":
+        return sorted(name for names in manifest["splits"].values() for name in names)
+    return manifest["splits"][split]
 
 
 def print_table(results: dict, columns: tuple[str, ...]) -> None:
