@@ -27,7 +27,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from model_accuracy import COLUMNS, print_table
+from model_accuracy import COLUMNS, SPLITS, print_table, runs_of
 
 from bgnn_sim.analysis.summary import AnalysisOptions
 from bgnn_sim.app.analyze import compare_session
@@ -55,7 +55,7 @@ def twin_scenarios(dataset: Path, split: str, same_bed: bool = False) -> dict:
     plan = plan_runs(kind, len(manifest["runs"]), manifest["seed"], manifest["preset"], material)
     recorded = {run["name"]: run["scenario"] for run in manifest["runs"]}
     twins = {}
-    for name in manifest["splits"][split]:
+    for name in runs_of(manifest, split):
         scenario = plan[name]
         if json.loads(json.dumps(dataclasses.asdict(scenario))) != recorded[name]:
             raise SystemExit(f"{name}: the manifest's scenario is not the one drawn again")
@@ -85,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path, help="dataset folder (bgnn generate)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="runs to twin")
     parser.add_argument(
         "--same-bed", action="store_true", help="drums: the run's own bed, turned 1e-5 slower"
     )

@@ -8,6 +8,10 @@ Rollouts run through the wall guard, as `bgnn simulate` does (its corrections pe
 table); `--no-wall-guard` measures the raw model, so a card can show both runs' crossings.
 
     python benchmarks/model_accuracy.py bgnn_sim/pretrained/hopper.pt data/hopper --out eval/hopper
+
+`--split` picks other runs: `valid` to choose between candidates, or `all` for a set of extra
+held-out runs (`bgnn generate hopper --runs 10 --out data/hopper-extra --seed 100`: scenario
+draws 100-109, which the 40 runs of seed 0 do not share).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ COLUMNS = {
     "drum": ("mixing_entropy_max_error", "repose_angle_error_deg", "wasserstein_mean_m",
              "leakage_crossings", "leakage_outside_max", "guard_corrections"),
 }  # fmt: skip
+# "all": every run of the dataset (a held-out set generated with its own --seed).
+SPLITS = ("train", "valid", "test", "all")
 
 
 def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
@@ -84,12 +90,7 @@ def main() -> None:
     parser.add_argument(
         "--frames", type=int, default=None, help="model frames per rollout (default: the whole run)"
     )
-    parser.add_argument(
-        "--split",
-        default="test",
-        choices=("train", "valid", "test", "all"),
-        help="runs to measure; all: every run (a held-out set generated with its own --seed)",
-    )
+    parser.add_argument("--split", default="test", choices=SPLITS, help="runs to measure")
     parser.add_argument(
         "--no-wall-guard", action="store_true", help="roll out the raw model (no wall guard)"
     )
