@@ -63,7 +63,7 @@ DRUM_FILL, DRUM_RPM = 0.4, 20.0
 # BGNN shapes priced: (particle cutoff in radii, width, blocks); the first is the shipped one.
 OPTIONS = ((3.0, 64, 3), (2.5, 64, 3), (4.0, 64, 3), (3.0, 48, 3), (3.0, 32, 3), (3.0, 64, 2),
            (3.0, 32, 2), (2.5, 32, 2))  # fmt: skip
-OPTION_FRAME_MS = (1.0, 2.0, 5.0)
+OPTION_FRAME_MS = (1.0, 2.0, 4.0, 5.0)
 
 
 def hopper_for(n: int, seconds: float) -> HopperScenario:
