@@ -5,7 +5,7 @@ The run folder holds
                          members of an ensemble (--samples, LaM-SLidE)
     paraview/            particles.pvd + walls.pvd and their .vtp files (walls move with time)
     report/              analysis plots (discharge or mixing, energy, leakage) and metrics.json
-    snapshot.png         one frame rendered off-screen (a hopper a quarter emptied, a drum at its end)
+    snapshot.png         one frame rendered off-screen (a hopper a quarter emptied, a drum's end)
     summary.json         what was inferred and simulated, speed, warnings, the wall guard's
                          corrections, key figures
     config.toml          the resolved settings (the particle count and model filled in)
