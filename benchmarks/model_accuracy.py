@@ -26,6 +26,7 @@ import numpy as np
 from bgnn_sim.analysis.summary import AnalysisOptions
 from bgnn_sim.app.analyze import compare_session
 from bgnn_sim.app.rollout import rollout_session
+from bgnn_sim.defaults import PRECISIONS
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.engine.rollout import DivergenceError
 from bgnn_sim.engine.state import frame_stride
@@ -45,12 +46,14 @@ SPLITS = ("train", "valid", "test", "all")
 
 def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
                  frames: int | None, wall_guard: bool = True,
-                 compile: bool = False, seed: int = 0) -> dict:  # fmt: skip
+                 compile: bool = False, seed: int = 0,
+                 precision: str = "float32") -> dict:  # fmt: skip
     """Roll out from the reference's first frames (the model reads `history` of its frames
     behind "now"), compare, return the metrics (+ timing). `frames` counts the model's frames;
     `wall_guard` False rolls the raw model out (its metrics have no guard_corrections);
     `compile` runs a BGNN's network through torch.compile (the same results, faster); `seed`
-    picks a LaM-SLidE model's member of the ensemble (a BGNN ignores it)."""
+    picks a LaM-SLidE model's member of the ensemble (a BGNN ignores it); `precision` is a
+    BGNN processor's (load_model)."""
     with TrajectoryFile(reference) as run:
         stride = frame_stride(run, trained.timing.frame_dt)
         start = trained.backend.history * stride
@@ -60,7 +63,8 @@ def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
     started = time.perf_counter()
     try:
         rollout_session(model, str(reference), n_frames, rollout, start=start, force=True,
-                        wall_guard=wall_guard, compile=compile, seed=seed)  # fmt: skip
+                        wall_guard=wall_guard, compile=compile, seed=seed,
+                        precision=precision)  # fmt: skip
         diverged = None
     except DivergenceError as exc:  # the frames before the blow-up are kept and compared
         diverged = str(exc)
@@ -96,6 +100,8 @@ def main() -> None:
     )
     parser.add_argument("--compile", action="store_true", help="BGNN: torch.compile the network")
     parser.add_argument("--seed", type=int, default=0, help="LaM-SLidE: the ensemble member")
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS,
+                        help="BGNN: the processor's precision")  # fmt: skip
     args = parser.parse_args()
 
     manifest = read_manifest(args.dataset)
@@ -105,7 +111,8 @@ def main() -> None:
     for name in runs_of(manifest, args.split):
         reference = args.dataset / "trajectories" / f"{name}.h5"
         results[name] = evaluate_run(args.model, trained, reference, args.out / name, args.frames,
-                                     not args.no_wall_guard, args.compile, args.seed)  # fmt: skip
+                                     not args.no_wall_guard, args.compile, args.seed,
+                                     args.precision)  # fmt: skip
         row = {k: results[name].get(k) for k in COLUMNS[kind]}
         print(name, json.dumps(row), flush=True)
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))

@@ -9,6 +9,8 @@ from LIGGGHTS's state, writing every frame to HDF5 as `bgnn rollout` does (wall 
 - BGNN plain: the shipped model of the scene's kind, a fresh neighbour search per frame;
 - BGNN lists: the same with Verlet lists (bgnn_sim/graph/verlet.py, skin of one radius), as
   `bgnn simulate` and `bgnn rollout` run it;
+- BGNN lists + bfloat16: the same with the processor's matrix products in bfloat16
+  (`--precision bfloat16`);
 - BGNN compiled: the network through torch.compile (its compilation time printed apart), with
   and without the lists;
 - LaM-SLidE: the shipped drum model (drum scenes), timed over whole windows of its 5 ms frames,
@@ -18,7 +20,8 @@ Printed: seconds per simulated second and the ratio to LIGGGHTS on the most core
 (below 1: faster than LIGGGHTS), then where a plain BGNN frame goes (neighbours, wall contacts,
 the rest of the graph, network, wall guard, output and the rest of the engine), then the price
 of other BGNN shapes for the accuracy work to weigh: each network of OPTIONS (particle cutoff,
-width, blocks; untrained weights cost what trained ones do) timed on the scene's own graph, and
+width, blocks; untrained weights cost what trained ones do) timed on the scene's own graph in
+each precision, and
 what a lists frame with that network would cost per simulated second at longer frames (the
 frame's other work taken as measured, only the network swapped).
 
@@ -64,6 +67,7 @@ DRUM_FILL, DRUM_RPM = 0.4, 20.0
 OPTIONS = ((3.0, 64, 3), (2.5, 64, 3), (4.0, 64, 3), (3.0, 48, 3), (3.0, 32, 3), (3.0, 64, 2),
            (3.0, 32, 2), (2.5, 32, 2))  # fmt: skip
 OPTION_FRAME_MS = (1.0, 2.0, 4.0, 5.0)
+OPTION_PRECISIONS = ("float32", "bfloat16")
 
 
 def hopper_for(n: int, seconds: float) -> HopperScenario:
@@ -137,12 +141,13 @@ def frame_split(trained, scene, state, frames: int, out: Path) -> dict:
 
 
 def network_ms(simulator, scene, state, option: tuple, repeats: int = 10) -> float:
-    """ms of one forward pass of an untrained BGNN of `option` = (cutoff radii, width, blocks)
-    on the graph `simulator` builds for `state` at that cutoff."""
-    cutoff_radii, width, blocks = option
+    """ms of one forward pass of an untrained BGNN of `option` = (cutoff radii, width, blocks,
+    precision) on the graph `simulator` builds for `state` at that cutoff."""
+    cutoff_radii, width, blocks, precision = option
     priced = copy.copy(simulator)
     priced.spec = dataclasses.replace(simulator.spec, cutoff=cutoff_radii * simulator.spec.radius)
     priced.lists = None
+    priced.use_precision(precision)
     config = dataclasses.replace(simulator.model.config, latent=width, message_passing=blocks)
     clock = Clock()
     priced.network = clock.timed(BGNN(config).to(state.positions.device).eval(), "network")
@@ -155,11 +160,12 @@ def network_ms(simulator, scene, state, option: tuple, repeats: int = 10) -> flo
 
 
 def option_costs(simulator, scene, state, lists_seconds: float) -> list[tuple]:
-    """Rows (option, network ms, [seconds per simulated second at each OPTION_FRAME_MS]): a
-    lists frame (`lists_seconds` per simulated second at the scene's frame) with the shipped
-    network swapped for the option's."""
-    timed = {option: network_ms(simulator, scene, state, option) for option in OPTIONS}
-    rest_ms = 1e3 * lists_seconds * scene.frame_dt - timed[OPTIONS[0]]
+    """Rows (option + (precision,), network ms, [seconds per simulated second at each
+    OPTION_FRAME_MS]): a float32 lists frame (`lists_seconds` per simulated second at the
+    scene's frame) with the shipped network swapped for the option's."""
+    options = [(*shape, precision) for precision in OPTION_PRECISIONS for shape in OPTIONS]
+    timed = {option: network_ms(simulator, scene, state, option) for option in options}
+    rest_ms = 1e3 * lists_seconds * scene.frame_dt - timed[options[0]]
     return [
         (option, ms, [(rest_ms + ms) / frame_ms for frame_ms in OPTION_FRAME_MS])
         for option, ms in timed.items()
@@ -220,6 +226,10 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
         figures["BGNN plain"] = seconds_per_second(bgnn, scene, state, args.frames, out)
         bgnn.backend.lists = lists
         figures["BGNN lists"] = seconds_per_second(bgnn, scene, state, args.frames, out)
+        bgnn.backend.use_precision("bfloat16")
+        figures["BGNN lists + bfloat16"] = seconds_per_second(bgnn, scene, state, args.frames,
+                                                              out)  # fmt: skip
+        bgnn.backend.use_precision("float32")
         options = option_costs(bgnn.backend, scene, state, figures["BGNN lists"])
         started = time.perf_counter()
         bgnn.backend.compile()
@@ -258,11 +268,11 @@ def print_options(options: list[tuple], figures: dict) -> None:
     reference = liggghts_reference(figures)
     frames = " | ".join(f"{ms:g} ms frame" for ms in OPTION_FRAME_MS)
     print("BGNN shapes (network on this graph; a lists frame per simulated second):")
-    print(f"| cutoff (radii) | width x blocks | network ms | {frames} |")
-    print("|---" * (3 + len(OPTION_FRAME_MS)) + "|")
-    for (cutoff, width, blocks), ms, costs in options:
+    print(f"| cutoff (radii) | width x blocks | precision | network ms | {frames} |")
+    print("|---" * (4 + len(OPTION_FRAME_MS)) + "|")
+    for (cutoff, width, blocks, precision), ms, costs in options:
         cells = " | ".join(_cell(cost, reference, False) for cost in costs)
-        print(f"| {cutoff:g} | {width} x {blocks} | {ms:.1f} | {cells} |")
+        print(f"| {cutoff:g} | {width} x {blocks} | {precision} | {ms:.1f} | {cells} |")
 
 
 def _cell(seconds: float | None, reference: float | None, is_reference: bool) -> str:

@@ -14,3 +14,5 @@ DEFAULT_DRUM_FILL = 0.25
 DEFAULT_HOPPER_FILL = 0.5
 # A hopper discharges until it is empty or for this long after the gate opens.
 DEFAULT_HOPPER_SECONDS = 1.5
+# The precisions a BGNN's processor runs in (BGNNSimulator.use_precision).
+PRECISIONS = ("float32", "bfloat16")

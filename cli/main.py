@@ -11,6 +11,7 @@ import typer
 from bgnn_cli.app import App
 from bgnn_cli.options import check_device, check_limits
 from bgnn_sim.app.simulation_config import DEFAULT_RPM
+from bgnn_sim.defaults import PRECISIONS
 from bgnn_sim.errors import LimitExceededError
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
@@ -25,6 +26,14 @@ Compile = Annotated[
         help="Compile the network (BGNN) or the latent dynamics (LaM-SLidE) with "
         "torch.compile, after 10-45 s of compilation; pays on long or large rollouts "
         "(10k particles), not on small ones.",
+    ),
+]
+PrecisionName = StrEnum("PrecisionName", {name: name for name in PRECISIONS})
+Precision = Annotated[
+    PrecisionName,
+    typer.Option(
+        help="BGNN: the precision of the network's message passing; bfloat16 runs its matrix "
+        "products on the bfloat16 units of recent CPUs (AMX, AVX-512 BF16) and GPUs.",
     ),
 ]
 DemDt = Annotated[float, typer.Option(help="LIGGGHTS time step (s): time = step x dt.")]
@@ -274,6 +283,7 @@ def rollout(
     no_wall_guard: NoWallGuard = False,
     threads: Threads = 0,
     compile: Compile = False,
+    precision: Precision = PrecisionName.float32,
     seed: Annotated[
         int, typer.Option(min=0, help="LaM-SLidE: the member of its ensemble (sampling draws).")
     ] = 0,
@@ -289,7 +299,7 @@ def rollout(
         check_vtk_dir(vtk, force)
     corrections = rollout_session(checkpoint, init, frames, output, start, mesh, device, force,
                                   progress_bar, not no_wall_guard, threads, compile,
-                                  seed)  # fmt: skip
+                                  seed, precision.value)  # fmt: skip
     guarded = "raw model" if corrections is None else f"wall guard: {corrections} corrections"
     typer.echo(f"wrote {output}: {frames} frames ({guarded})")
     if vtk is not None:
@@ -347,6 +357,7 @@ def simulate(
     no_wall_guard: NoWallGuard = False,
     threads: Threads = 0,
     compile: Compile = False,
+    precision: Precision = PrecisionName.float32,
 ) -> None:
     """Fill a container, simulate the flow with a learned model, write ParaView files + plots."""
     from bgnn_cli.progress import progress_bar
@@ -359,7 +370,7 @@ def simulate(
         start=start, open_at=open_at, rpm=rotate, axis=axis, duration=duration, model=model,
         backend=backend and backend.value, device=device, seed=seed, vtk_every=vtk_every,
         samples=samples, force=force, wall_guard=not no_wall_guard, threads=threads,
-        compile=compile,
+        compile=compile, precision=precision.value,
     )  # fmt: skip
     result = run_simulation(config, progress_bar, say=typer.echo)
     summary = result.summary

@@ -8,12 +8,14 @@ import torch
 
 from bgnn_sim.engine.rollout import DivergenceError, rollout, rollout_to_file
 from bgnn_sim.engine.state import Scene, Sink, frame_stride, state_from_trajectory
-from bgnn_sim.errors import BgnnError
+from bgnn_sim.errors import BgnnError, ConfigError
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.features import GraphSpec, build_graph
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.models.bgnn import BGNN, BGNNConfig
+from bgnn_sim.models.loading import load_model
 from bgnn_sim.models.simulator import BGNNSimulator
+from bgnn_sim.pretrained import pretrained_model
 from tests.helpers import liggghts_hopper_run
 
 HISTORY = 5
@@ -182,6 +184,38 @@ def test_compiled_network_gives_the_plain_results():
                                        atol=1e-5)  # fmt: skip
 
 
+def test_bfloat16_processor_stays_close_to_float32():
+    """--precision bfloat16 on the shipped hopper: the processor's products in bfloat16 move
+    the accelerations a little (2-3 % RMS on a discharging bed), the whole network cast to
+    bfloat16 would move them ~9 %; float32 is the plain network, bit for bit."""
+    truth, scene = fixture_run()
+    trained = load_model(pretrained_model("hopper"), "cpu")
+    simulator = trained.backend
+    simulator.lists = None
+    stride = frame_stride(truth, trained.timing.frame_dt)
+    state = state_from_trajectory(truth, 100, simulator.history, stride=stride)
+    scene = Scene(truth.walls, trained.timing.frame_dt, scene.sinks)
+    accelerations = {}
+    with torch.inference_mode():
+        for precision in ("float32", "bfloat16"):
+            simulator.use_precision(precision)
+            accelerations[precision] = simulator.acceleration(scene, state)
+        history = state.history[-(simulator.history + 1) :, state.active]
+        plain = simulator.denormalise(simulator.model(simulator.graph(
+            history, state.types[state.active], scene.walls, state.time, scene.frame_dt)),
+            history)  # fmt: skip
+    assert torch.equal(accelerations["float32"], plain)
+    change = accelerations["bfloat16"] - plain
+    relative = change.pow(2).mean().sqrt() / plain.pow(2).mean().sqrt()
+    assert 1e-4 < relative < 0.05
+
+
+def test_unknown_precision_is_refused():
+    simulator = load_model(pretrained_model("hopper"), "cpu").backend
+    with pytest.raises(ConfigError, match="float16.*float32, bfloat16"):
+        simulator.use_precision("float16")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_rollout_matches_cpu():
     torch.manual_seed(0)
@@ -205,7 +239,7 @@ class CheatingNetwork(torch.nn.Module):
         self.config = BGNNConfig(history=HISTORY, known_gravity=known_gravity)
         self.simulator = None
 
-    def forward(self, graph):
+    def forward(self, graph, processor_dtype=None):
         x = torch.from_numpy(self.truth.positions[self.frame - 1 : self.frame + 2])
         present = torch.from_numpy(self.truth.active[self.frame - 1 : self.frame + 2].all(0))
         self.frame += 1

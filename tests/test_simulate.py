@@ -139,6 +139,19 @@ def test_simulate_without_the_wall_guard_runs_the_raw_model(
     assert tomllib.loads((out / "config.toml").read_text())["wall_guard"] is False
 
 
+def test_simulate_runs_a_bfloat16_processor_and_refuses_an_unknown_precision(
+    run_cli, tiny_hopper_model, tiny_hopper_mesh, tmp_path
+):
+    out = tmp_path / "run"
+    args = ("simulate", tiny_hopper_mesh, "--model", tiny_hopper_model, "--particles", "60",
+            "--duration", "0.003", "--out", out)  # fmt: skip
+    code, _, stderr = run_cli(*args, "--precision", "float16")
+    assert code == 2 and "float16" in stderr and not out.exists()
+    code, _, stderr = run_cli(*args, "--precision", "bfloat16")
+    assert code == 0, stderr
+    assert tomllib.loads((out / "config.toml").read_text())["precision"] == "bfloat16"
+
+
 def test_simulate_without_off_screen_opengl_skips_only_the_picture(
     run_cli, tiny_hopper_model, tiny_hopper_mesh, tmp_path, monkeypatch
 ):

@@ -29,14 +29,16 @@ def rollout_session(
     threads: int = 0,
     compile: bool = False,
     seed: int = 0,
+    precision: str = "float32",
 ) -> int | None:
     """Roll a trained model out from frame `start` of `init` into `output` (see bgnn rollout);
     returns the wall guard's corrections over the run (None with `wall_guard` off: the raw
     model). `threads`: torch CPU threads (0: all cores); `compile`, `seed` (LaM-SLidE's
-    identifiers and sampling noise: one member of its ensemble): see load_model."""
+    identifiers and sampling noise: one member of its ensemble), `precision` (a BGNN's
+    processor): see load_model."""
     check_writable(Path(output), force)
     use_threads(threads)
-    trained = load_model(checkpoint, device, seed, compile)
+    trained = load_model(checkpoint, device, seed, compile, precision)
     simulator = trained.backend
     timing = trained.timing
     source = open_source(init, mesh=mesh, dem_dt=timing.dem_dt)

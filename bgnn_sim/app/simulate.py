@@ -71,7 +71,8 @@ def simulate(
     say(_plan(container, config))
     model_path = config.model or pretrained_model(container.kind, config.backend or "bgnn")
     use_threads(config.threads)
-    trained = load_model(model_path, config.device, config.seed, config.compile)
+    trained = load_model(model_path, config.device, config.seed, config.compile,
+                         config.precision)  # fmt: skip
     if config.backend not in (None, trained.method):
         raise ConfigError(f"--backend {config.backend}, but {model_path} is a {trained.method} "
                           "model")  # fmt: skip

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bgnn_sim.configfile import Checked, setting
 from bgnn_sim.defaults import DEFAULT_RPM as DEFAULT_RPM  # the CLI's default too
+from bgnn_sim.defaults import PRECISIONS
 from bgnn_sim.errors import ConfigError
 from bgnn_sim.pretrained import BACKENDS
 
@@ -48,6 +49,7 @@ class SimulationConfig(Checked):
         threads: torch CPU threads (0: all cores).
         compile: a BGNN's network or LaM-SLidE's latent dynamics through torch.compile
             (faster frames after a compilation).
+        precision: a BGNN's processor, "float32" or "bfloat16" (BGNNSimulator.use_precision).
     """
 
     mesh: Path
@@ -72,6 +74,7 @@ class SimulationConfig(Checked):
     wall_guard: bool = True
     threads: int = setting(0, at_least=0)
     compile: bool = False
+    precision: str = setting("float32", one_of=PRECISIONS)
 
     def __post_init__(self) -> None:
         super().__post_init__()  # types and ranges

@@ -78,10 +78,12 @@ def aggregate(
     """Weighted aggregation of edge messages [E, D] at their receivers -> [n_nodes, D].
 
     mean: sum(w m) / sum(w); sum: sum(w m); vpa: sum(w m) / sqrt(sum(w)). Nodes without
-    incoming edges get zeros.
+    incoming edges get zeros. Sums in the weights' precision (float32 under a bfloat16
+    processor: ~30 messages per particle would lose digits in bfloat16).
     """
-    total = messages.new_zeros(n_nodes, messages.shape[1])
-    total.index_add_(0, receivers, messages * weight[:, None])
+    weighted = messages * weight[:, None]
+    total = weighted.new_zeros(n_nodes, messages.shape[1])
+    total.index_add_(0, receivers, weighted)
     if kind == "sum":
         return total
     count = weight.new_zeros(n_nodes).index_add_(0, receivers, weight).clamp_min(1e-12)
@@ -171,8 +173,14 @@ class BGNN(nn.Module):
         )
         self.decoder = mlp(width, width, 3, layers)
 
-    def forward(self, graph) -> Tensor:
-        """graph: a `bgnn_sim.graph.features.Graph`. Returns [N, 3] normalised accelerations."""
+    def forward(self, graph, processor_dtype: torch.dtype | None = None) -> Tensor:
+        """graph: a `bgnn_sim.graph.features.Graph`. Returns [N, 3] normalised accelerations.
+
+        processor_dtype: run the processor's matrix products in this precision
+        (torch.bfloat16) under autocast. Only the processor: the encoders read contact
+        distances that bfloat16's 8 bits of mantissa would blur, and the residual latents,
+        aggregations and decoder stay in float32.
+        """
         n = graph.n_particles
         particles = torch.cat([graph.particle_features, self.type_embedding(graph.types)], 1)
         nodes = torch.cat(
@@ -180,8 +188,10 @@ class BGNN(nn.Module):
         )
         edges = self._encode_edges(graph)
         inbox = self._inbox(graph)
-        for block in self.processor:
-            nodes, edges = block(nodes, edges, graph.edge_index, graph.edge_weight, inbox, n)
+        lower = processor_dtype not in (None, nodes.dtype)
+        with torch.autocast(nodes.device.type, processor_dtype, enabled=lower):
+            for block in self.processor:
+                nodes, edges = block(nodes, edges, graph.edge_index, graph.edge_weight, inbox, n)
         return self.decoder(nodes[:n])
 
     def _inbox(self, graph) -> Tensor:

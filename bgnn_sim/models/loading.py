@@ -158,12 +158,17 @@ class TrainedModel:
 
 
 def load_model(
-    path: str | Path, device: str = "auto", seed: int = 0, compile: bool = False
+    path: str | Path,
+    device: str = "auto",
+    seed: int = 0,
+    compile: bool = False,
+    precision: str = "float32",
 ) -> TrainedModel:
     """A BGNN checkpoint or a LaM-SLidE stage-2 checkpoint (told apart by their format tag).
     LaM-SLidE runs on the CPU for now; `seed` draws its identifiers and sampling noise.
     `compile`: a BGNN's network or LaM-SLidE's latent dynamics through torch.compile (see
-    BGNNSimulator.compile, LamSlideSimulator.compile)."""
+    BGNNSimulator.compile, LamSlideSimulator.compile). `precision`: a BGNN's processor (see
+    BGNNSimulator.use_precision); LaM-SLidE runs in float32."""
     payload = read_payload(path)  # read once, then told apart
     if isinstance(payload, dict) and payload.get("format") == DYNAMICS_FORMAT:
         method, backend = "lamslide", lamslide_from_payload(payload, str(path), seed)
@@ -171,6 +176,7 @@ def load_model(
     else:
         method, backend = "bgnn", bgnn_from_payload(payload, path, device)
         on = next(backend.model.parameters()).device
+        backend.use_precision(precision)
     if compile:
         backend.compile()
     return TrainedModel(method, backend, payload["data"], payload["step"], on)

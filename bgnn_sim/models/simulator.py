@@ -12,8 +12,10 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from bgnn_sim.defaults import PRECISIONS
 from bgnn_sim.engine.guard import Clearance
 from bgnn_sim.engine.state import ParticleState, Scene
+from bgnn_sim.errors import ConfigError
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.features import Graph, GraphSpec, build_graph
 from bgnn_sim.graph.verlet import FrameNeighbours, VerletLists, fresh_neighbours
@@ -71,11 +73,22 @@ class BGNNSimulator:
             self.lists = VerletLists(spec.cutoff, spec.walls_reach, skin, graph_backend,
                                      wall_skin)  # fmt: skip
         self.network = model  # what a frame calls: the model, or its compiled form
+        self.processor_dtype: torch.dtype | None = None  # see use_precision
+
+    def use_precision(self, precision: str) -> None:
+        """Run the network's processor in `precision`, one of PRECISIONS: "bfloat16" puts its
+        matrix products in bfloat16 (CPUs with AMX or AVX-512 BF16 units, recent GPUs), the
+        encoders, aggregations and decoder staying float32 (BGNN.forward)."""
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        self.processor_dtype = None if precision == "float32" else getattr(torch, precision)
 
     def compile(self) -> None:
         """Run the network through torch.compile (fused per-edge work; dynamic shapes, as the
-        graph changes size every frame). The first frames pay the compilation."""
-        self.network = torch.compile(self.model, dynamic=True)
+        graph changes size every frame). The first frames pay the compilation. Frozen: the
+        weights become constants of the compiled graph, which lets a float32 linear layer and
+        its ReLU run as one oneDNN call on CPU (a rollout never changes the weights)."""
+        self.network = torch.compile(self.model, dynamic=True, options={"freezing": True})
 
     def graph(
         self,
@@ -134,4 +147,4 @@ class BGNNSimulator:
                                       state.time)  # fmt: skip
         graph = self.graph(history, state.types[state.active], scene.walls, state.time,
                            scene.frame_dt, neighbours)  # fmt: skip
-        return self.denormalise(self.network(graph), history)
+        return self.denormalise(self.network(graph, self.processor_dtype), history)
