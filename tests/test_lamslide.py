@@ -347,6 +347,10 @@ def test_rollout_command_steps_a_lamslide_model_at_its_stride(run_cli, tiny_lams
     ):
         np.testing.assert_array_equal(seed_0.read(0, 2).positions, seed_1.read(0, 2).positions)
         assert not np.allclose(seed_0.read(2).positions, seed_1.read(2).positions)  # another member
+    code, _, stderr = run_cli("rollout", tiny_lamslide, "--init", init, "--frames", "8", "-o",
+                              tmp_path / "bf16.h5", "--precision", "bfloat16")  # fmt: skip
+    assert code == 1 and "applies to BGNN models" in stderr
+    assert not (tmp_path / "bf16.h5").exists()
 
 
 def test_simulate_runs_with_a_lamslide_model(run_cli, tiny_lamslide, tmp_path):

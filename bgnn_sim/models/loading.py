@@ -19,7 +19,7 @@ from bgnn_sim.configfile import Checked, setting, subtable, typed
 from bgnn_sim.dem.config import Timing
 from bgnn_sim.device import resolve_device
 from bgnn_sim.engine.rollout import Backend, WindowBackend
-from bgnn_sim.errors import BgnnError
+from bgnn_sim.errors import BgnnError, ConfigError
 from bgnn_sim.graph.features import GraphSpec
 from bgnn_sim.graph.neighbors import BACKENDS as NEIGHBOUR_BACKENDS
 from bgnn_sim.models.bgnn import BGNN, BGNNConfig
@@ -168,9 +168,12 @@ def load_model(
     LaM-SLidE runs on the CPU for now; `seed` draws its identifiers and sampling noise.
     `compile`: a BGNN's network or LaM-SLidE's latent dynamics through torch.compile (see
     BGNNSimulator.compile, LamSlideSimulator.compile). `precision`: a BGNN's processor (see
-    BGNNSimulator.use_precision); LaM-SLidE runs in float32."""
+    BGNNSimulator.use_precision); LaM-SLidE runs in float32 only."""
     payload = read_payload(path)  # read once, then told apart
     if isinstance(payload, dict) and payload.get("format") == DYNAMICS_FORMAT:
+        if precision != "float32":
+            raise ConfigError(f"--precision {precision} applies to BGNN models; {path} is a "
+                              "LaM-SLidE model, which runs in float32")  # fmt: skip
         method, backend = "lamslide", lamslide_from_payload(payload, str(path), seed)
         on = torch.device("cpu")
     else:
