@@ -178,7 +178,7 @@ class BGNN(nn.Module):
 
         processor_dtype: run the processor's matrix products in this precision
         (torch.bfloat16) under autocast. Only the processor: the encoders read contact
-        distances that bfloat16's 8 bits of mantissa would blur, and the residual latents,
+        distances that bfloat16's ~3 significant digits would blur, and the residual latents,
         aggregations and decoder stay in float32.
         """
         n = graph.n_particles
