@@ -118,6 +118,15 @@ def seconds_per_second(trained, scene, state, frames: int, out: Path) -> float:
     return (time.perf_counter() - started) / (frames * scene.frame_dt)
 
 
+def in_bfloat16(trained, scene, state, frames: int, out: Path) -> float:
+    """`seconds_per_second` of a BGNN with its processor in bfloat16, then back in float32."""
+    trained.backend.use_precision("bfloat16")
+    try:
+        return seconds_per_second(trained, scene, state, frames, out)
+    finally:
+        trained.backend.use_precision("float32")
+
+
 def frame_split(trained, scene, state, frames: int, out: Path) -> dict:
     """ms per frame by section of a plain BGNN rollout written to `out`."""
     clock, simulator = Clock(), trained.backend
@@ -226,20 +235,16 @@ def measure(kind: str, n: int, args) -> tuple[str, int, dict]:
         figures["BGNN plain"] = seconds_per_second(bgnn, scene, state, args.frames, out)
         bgnn.backend.lists = lists
         figures["BGNN lists"] = seconds_per_second(bgnn, scene, state, args.frames, out)
-        bgnn.backend.use_precision("bfloat16")
-        figures["BGNN lists + bfloat16"] = seconds_per_second(bgnn, scene, state, args.frames,
-                                                              out)  # fmt: skip
-        bgnn.backend.use_precision("float32")
+        figures["BGNN lists + bfloat16"] = in_bfloat16(bgnn, scene, state, args.frames, out)
         options = option_costs(bgnn.backend, scene, state, figures["BGNN lists"])
         started = time.perf_counter()
         bgnn.backend.compile()
         engine.rollout(bgnn.backend, scene, state, 2, max_speed=math.inf)  # compiles
         compile_seconds = time.perf_counter() - started
         figures["BGNN lists + compiled"] = seconds_per_second(bgnn, scene, state, args.frames, out)
-        bgnn.backend.use_precision("bfloat16")  # its warm-up frame compiles the bfloat16 graph
-        seconds = seconds_per_second(bgnn, scene, state, args.frames, out)
-        figures["BGNN lists + compiled + bfloat16"] = seconds
-        bgnn.backend.use_precision("float32")
+        # The warm-up frame compiles the bfloat16 graph.
+        figures["BGNN lists + compiled + bfloat16"] = in_bfloat16(bgnn, scene, state,
+                                                                  args.frames, out)  # fmt: skip
         bgnn.backend.lists = None
         figures["BGNN compiled"] = seconds_per_second(bgnn, scene, state, args.frames, out)
         if kind == "drum":
