@@ -29,7 +29,7 @@ from bgnn_sim.app.rollout import rollout_session
 from bgnn_sim.defaults import PRECISIONS
 from bgnn_sim.dem.dataset import read_manifest
 from bgnn_sim.engine.rollout import DivergenceError
-from bgnn_sim.engine.state import frame_stride
+from bgnn_sim.engine.state import aligned_start, frame_stride
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.models.loading import TrainedModel, load_model
 
@@ -49,14 +49,16 @@ def evaluate_run(model: Path, trained: TrainedModel, reference: Path, out: Path,
                  compile: bool = False, seed: int = 0,
                  precision: str = "float32") -> dict:  # fmt: skip
     """Roll out from the reference's first frames (the model reads `history` of its frames
-    behind "now"), compare, return the metrics (+ timing). `frames` counts the model's frames;
+    behind "now"; from the first frame whence its frames land on a gate's opening), compare,
+    return the metrics (+ timing). `frames` counts the model's frames;
     `wall_guard` False rolls the raw model out (its metrics have no guard_corrections);
     `compile` runs a BGNN's network through torch.compile (the same results, faster); `seed`
     picks a LaM-SLidE model's member of the ensemble (a BGNN ignores it); `precision` is a
     BGNN processor's (load_model)."""
     with TrajectoryFile(reference) as run:
         stride = frame_stride(run, trained.timing.frame_dt)
-        start = trained.backend.history * stride
+        # From where its frames land on the gate's opening: between two, it would open late.
+        start = aligned_start(run, trained.backend.history * stride, stride)
         n_frames = (run.n_frames - 1 - start) // stride if frames is None else frames
     out.mkdir(parents=True, exist_ok=True)
     rollout = out / "rollout.h5"

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from bgnn_sim.engine.rollout import DivergenceError, rollout, rollout_to_file
-from bgnn_sim.engine.state import Scene, Sink, frame_stride, state_from_trajectory
+from bgnn_sim.engine.state import (
+    Scene,
+    Sink,
+    aligned_start,
+    frame_stride,
+    removal_frames,
+    state_from_trajectory,
+)
 from bgnn_sim.errors import BgnnError, ConfigError
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.graph.features import GraphSpec, build_graph
@@ -278,3 +285,13 @@ def test_a_frame_without_particles_gives_no_accelerations(wall_channel):
     state = state_from_trajectory(truth, 100, HISTORY)
     state.active[:] = False
     assert simulator.acceleration(scene, state).shape == (0, 3)
+
+
+def test_a_rollout_started_at_aligned_start_lands_on_the_gate_opening(tiny_dataset):
+    with TrajectoryFile(next((tiny_dataset / "trajectories").glob("*.h5"))) as run:
+        (opening,) = removal_frames(run)
+        assert run.time[opening] == pytest.approx(run.walls[-1].removed_at)
+        for stride in (1, 2, 3, 4, 5):
+            start = aligned_start(run, 5 * stride, stride)
+            assert 0 <= start - 5 * stride < stride and (opening - start) % stride == 0
+        assert aligned_start(run, opening + 1, 4) == opening + 1  # after it: nothing to land on

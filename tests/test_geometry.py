@@ -133,6 +133,9 @@ def test_translation_and_static():
 def test_gate_is_removed_at_open_time():
     gate = make_gate((0.0, 0.0, 0.0), half_width=0.02, open_at=0.5)
     assert gate.present_at(0.49) and not gate.present_at(0.5)
+    # A rollout's clock sums its frame steps: ten 3 ms frames land a few ulp short of 0.03 s.
+    clock = sum([0.003] * 10)
+    assert clock < 0.03 and not make_gate((0, 0, 0), 0.02, open_at=0.03).present_at(clock)
     assert np.allclose(np.ptp(gate.triangles_at(0.0).reshape(-1, 3), axis=0), [0.04, 0.04, 0.0])
 
 

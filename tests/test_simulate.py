@@ -70,6 +70,24 @@ def test_simulate_hopper_writes_the_run_folder(
     assert len(set(_files(walls))) == 2  # the gate is drawn until it opens, then not
 
 
+def test_simulate_opens_the_gate_on_a_model_frame(
+    run_cli, tiny_hopper_model, tiny_hopper_mesh, tmp_path
+):
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        "simulate", tiny_hopper_mesh, "--model", tiny_hopper_model, "--particles", "60",
+        "--open-at", "0.0083", "--duration", "0.003", "--out", out,
+    )  # fmt: skip
+    assert code == 0, stderr
+    # 1 ms frames from t = 0.005 (5 frames of history): 0.0083 s lies between two of them.
+    assert "the gate opens at 0.008 s, on the model's 1 ms frames (--open-at 0.0083)" in stdout
+    with TrajectoryFile(out / "trajectory.h5") as traj:
+        assert traj.attrs["scenario"]["open_at"] == 0.008
+        (gate,) = [w for w in traj.walls if w.name == "gate"]
+        assert gate.present_at(0.007) and not gate.present_at(0.008)
+    assert tomllib.loads((out / "config.toml").read_text())["open_at"] == 0.008
+
+
 def test_simulate_drum_turns_two_labelled_halves(
     run_cli, tiny_drum_model, tiny_drum_mesh, tmp_path
 ):

@@ -288,3 +288,39 @@ def test_narrow_outlet_runs_are_drawn_more_often(tiny_dataset, tmp_path):
         expected = plain.window_weights * torch.from_numpy(np.where(narrow, 3.0, 1.0))
         assert torch.equal(weighted.window_weights, expected)
     assert narrow.all() and (plain.window_weights == 2.0).any()  # the last: every run narrow
+
+
+def test_aligned_removals_drop_the_steps_across_a_gate_opening(tiny_dataset, tmp_path):
+    config = dataclasses.replace(TINY, stride=3, pushforward=1, event_weight=2.0)
+    plain = Trainer(tiny_dataset, tmp_path / "plain", config, Context())
+    aligned = Trainer(tiny_dataset, tmp_path / "aligned",
+                      dataclasses.replace(config, aligned_removals=True), Context())  # fmt: skip
+    windows, h = plain.train_set, config.model.history
+    straddles = []
+    for k, start in windows.index:
+        traj = windows.trajectory(k)
+        (opening,) = [w.removed_at for w in traj.walls if w.removed_at is not None]
+        times = traj.time[start : start + windows.span : windows.stride]
+        # A model step from frame j to j + 1 (j >= h) reads the gate and ends after it opened.
+        steps = zip(times[h:-1], times[h + 1 :], strict=True)
+        straddles.append(any(a < opening - 1e-9 < opening + 1e-9 < b for a, b in steps))
+    straddles = torch.tensor(straddles)
+    assert straddles.any() and not straddles.all()
+    assert torch.equal(aligned.window_weights, torch.where(straddles, 0.0, plain.window_weights))
+
+
+def test_onset_windows_are_drawn_more_often(tiny_dataset, tmp_path):
+    config = dataclasses.replace(TINY, stride=2, event_weight=2.0, event_span_s=0.05)
+    plain = Trainer(tiny_dataset, tmp_path / "plain", config, Context())
+    onset = Trainer(tiny_dataset, tmp_path / "onset",
+                    dataclasses.replace(config, onset_weight=7.0, onset_span_s=0.004),
+                    Context())  # fmt: skip
+    windows, h = plain.train_set, config.model.history
+    at_onset = []
+    for k, start in windows.index:  # the first trained step starts within 4 ms of the opening
+        traj = windows.trajectory(k)
+        first_step = traj.time[start + h * windows.stride] - traj.attrs["start_time"]
+        at_onset.append(-1e-9 < first_step < 0.004 - 1e-9)
+    at_onset = torch.tensor(at_onset)
+    assert int(at_onset.sum()) == 4 * len(windows.runs)  # 1 ms frames: 4 per run
+    assert torch.equal(onset.window_weights, plain.window_weights * torch.where(at_onset, 7.0, 1.0))

@@ -39,6 +39,7 @@ from bgnn_sim.engine.rollout import rollout_to_file
 from bgnn_sim.errors import ConfigError
 from bgnn_sim.geometry.container import Container, inspect_container
 from bgnn_sim.geometry.mesh import load_walls
+from bgnn_sim.geometry.wall import TIME_TOLERANCE
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.io.outputs import strict_json
 from bgnn_sim.io.render import offscreen_unavailable, render_frame
@@ -84,6 +85,8 @@ def simulate(
     started = time.perf_counter()
     state = initial_state(container, config, trained.data, trained.backend.history)
     fill_seconds = time.perf_counter() - started
+    if container.kind == "hopper":
+        config = _gate_on_frames(config, state.time, frame_dt, say)
     n_particles = int(state.active.sum())
     # The resolved settings reproduce the run: the fill's count and the model actually used.
     config = replace(config, model=Path(model_path), backend=trained.method)
@@ -127,6 +130,20 @@ def simulate(
 def _plan(container: Container, config: SimulationConfig) -> str:
     """What will happen, with the options that change it."""
     return container.plan(config)
+
+
+def _gate_on_frames(config: SimulationConfig, start: float, frame_dt: float, say):
+    """The settings with the gate's opening on the model frame nearest `open_at` (the frames
+    fall every `frame_dt` from `start`): a rollout's graph holds the walls present at each of
+    its frames, so a gate between two would open up to a frame late."""
+    if config.open_at <= start:
+        return config
+    open_at = round(start + max(1, round((config.open_at - start) / frame_dt)) * frame_dt, 12)
+    if abs(open_at - config.open_at) < TIME_TOLERANCE:
+        return config
+    say(f"the gate opens at {open_at:g} s, on the model's {frame_dt * 1e3:g} ms frames "
+        f"(--open-at {config.open_at:g})")  # fmt: skip
+    return replace(config, open_at=open_at)
 
 
 def _attrs(container: Container, config: SimulationConfig, data: dict) -> dict:

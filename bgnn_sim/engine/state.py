@@ -10,7 +10,7 @@ from torch import Tensor
 
 from bgnn_sim.errors import BgnnError, ConfigError
 from bgnn_sim.geometry.sink import Sink as Sink  # a region of the scene
-from bgnn_sim.geometry.wall import Wall
+from bgnn_sim.geometry.wall import TIME_TOLERANCE, Wall
 from bgnn_sim.io.hdf5 import TrajectoryFile
 from bgnn_sim.trajectory import Trajectory
 
@@ -120,6 +120,29 @@ def frame_stride(trajectory: TrajectoryFile | Trajectory, frame_dt: float) -> in
             f"{frame_dt:.6g} s, which is not a whole number of those frames"
         )
     return stride
+
+
+def removal_frames(trajectory: TrajectoryFile | Trajectory) -> list[int]:
+    """The recorded frames at which a wall is removed (a gate opening at a recorded frame's
+    time; a removal between two recorded frames has none)."""
+    frames = []
+    for wall in trajectory.walls:
+        if wall.removed_at is None:
+            continue
+        at = int(np.searchsorted(trajectory.time, wall.removed_at - TIME_TOLERANCE))
+        if at < trajectory.n_frames and trajectory.time[at] < wall.removed_at + TIME_TOLERANCE:
+            frames.append(at)
+    return frames
+
+
+def aligned_start(trajectory: TrajectoryFile | Trajectory, first: int, stride: int) -> int:
+    """The first recorded frame from `first` on from which a rollout of `stride` recorded
+    frames per model frame lands on the first wall removal after it.
+
+    The rollout's graph holds the walls present at each model frame, so a gate that opens
+    between two of its frames opens up to a frame late; started here, it opens on time."""
+    removals = [r for r in removal_frames(trajectory) if r > first]
+    return first + ((removals[0] - first) % stride if removals else 0)
 
 
 def _recorded_frame_dt(trajectory: TrajectoryFile | Trajectory) -> float:

@@ -14,6 +14,10 @@ from typing import Any
 import numpy as np
 import trimesh
 
+# A rollout's frame times are sums of its frame step: a frame meant to fall on a wall's
+# removal may land a few ulp before it, and would still hold the wall.
+TIME_TOLERANCE = 1e-9
+
 
 @dataclass(frozen=True)
 class Static:
@@ -109,7 +113,7 @@ class Wall:
     removed_at: float | None = None
 
     def present_at(self, t: float) -> bool:
-        return self.removed_at is None or t < self.removed_at
+        return self.removed_at is None or t < self.removed_at - TIME_TOLERANCE
 
     def vertices_at(self, t: float) -> np.ndarray:
         """Vertices [V, 3] at time t."""

@@ -43,11 +43,20 @@ class TrainConfig(Checked):
             event (a gate opening, a drum starting to turn) are drawn this many times more
             often than the others.
         event_span_s: how long after the event a window counts as one of its windows (s).
+        onset_weight: windows whose first trained step starts within `onset_span_s` after
+            the event are drawn this many times more often again: the step where a gate's
+            removal releases the bed, whose history is still at rest (a few windows per run).
+        onset_span_s: how long after the event a window's first trained step counts as the
+            onset's (s; one model frame: only the step that starts at the event).
         narrow_outlet_diameters: hopper runs whose outlet is narrower than this many particle
             diameters count as narrow (None: none does).
         narrow_outlet_weight: the windows of narrow-outlet runs are drawn this many times more
             often (on top of the event weight). Tried once for the 2 ms hopper, and worse
             (benchmarks/TRAINING.md, eleventh session); off by default.
+        aligned_removals: with a stride, train only on windows whose model steps do not
+            straddle a wall's removal (a gate opening on a recorded frame between two of a
+            step's frames): a rollout removes a wall on one of its own frames, so such a step
+            teaches an onset it never takes. Off in the recipes written before it.
         cutoff_radii: particle-particle cutoff in particle radii (BGNN hopper: 4).
         wall_cutoff_radii: particle-wall cutoff in radii; None: the particle cutoff.
         threads: torch CPU threads (0: torch's default, all cores).
@@ -79,8 +88,11 @@ class TrainConfig(Checked):
     loss_steps: int = setting(1, at_least=1)
     event_weight: float = setting(10.0, above=0.0)
     event_span_s: float = setting(0.1, at_least=0.0)
+    onset_weight: float = setting(1.0, above=0.0)
+    onset_span_s: float = setting(0.0, at_least=0.0)
     narrow_outlet_diameters: float | None = setting(None, above=0.0)
     narrow_outlet_weight: float = setting(1.0, above=0.0)
+    aligned_removals: bool = False
     cutoff_radii: float = setting(3.0, above=0.0)
     wall_cutoff_radii: float | None = setting(4.0, above=0.0)
     threads: int = setting(0, at_least=0)

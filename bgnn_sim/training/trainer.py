@@ -69,14 +69,17 @@ class Trainer:
         length = config.model.history + 1 + config.pushforward + config.loss_steps
         self.train_set = WindowDataset(dataset_dir, "train", length, stride)
         self.valid_set = WindowDataset(dataset_dir, "valid", config.model.history + 2, stride)
-        # The first trained frame of a window is its frame h + 1.
+        # The first trained frame of a window is its frame h + 1, from its frame h.
+        h = config.model.history
         self.window_weights = self.train_set.event_weights(
-            config.model.history + 1, config.event_weight, config.event_span_s
-        )
+            h + 1, config.event_weight, config.event_span_s
+        ) * self.train_set.event_weights(h, config.onset_weight, config.onset_span_s)
         if config.narrow_outlet_diameters is not None:
             self.window_weights *= self.train_set.narrow_outlet_weights(
                 config.narrow_outlet_diameters, config.narrow_outlet_weight
             )
+        if config.aligned_removals:
+            self.window_weights *= self.train_set.removal_weights(h)
         with torch.random.fork_rng():  # the initial weights depend on the seed only
             torch.manual_seed(config.seed)
             self.model = BGNN(config.model).to(context.device)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from bgnn_sim.dem.dataset import read_manifest
+from bgnn_sim.engine.state import removal_frames
 from bgnn_sim.geometry.wall import Wall
 from bgnn_sim.io.hdf5 import TrajectoryFile
 
@@ -100,6 +101,27 @@ class WindowDataset(torch.utils.data.Dataset):
             dtype=torch.float64,
         )  # fmt: skip
         return per_run[torch.from_numpy(self.window_runs())]
+
+    def removal_weights(self, first_step: int) -> torch.Tensor:
+        """[len] sampling weight per window: 0 where a wall's removal (a gate opening) falls on
+        a recorded frame that the window skips within one of its model steps (from its frame
+        `first_step` on), 1 otherwise.
+
+        Such a step reads the wall as present and has for target a frame after its removal: a
+        rollout never takes it, since it removes a wall on one of its frames (the graph holds
+        the walls present at a step's first frame), and the onset it teaches is blurred."""
+        weights = torch.ones(len(self.index), dtype=torch.float64)
+        if self.stride == 1:
+            return weights
+        starts = np.array([start for _, start in self.index], dtype=np.int64)
+        runs = self.window_runs()
+        for k in range(len(self.runs)):
+            for removal in removal_frames(self.trajectory(k)):
+                offset = removal - starts  # the removal's place in each window, in frames
+                straddled = (offset > first_step * self.stride) & (offset % self.stride != 0)
+                straddled &= (runs == k) & (offset < self.span - 1)
+                weights[torch.from_numpy(straddled)] = 0.0
+        return weights
 
     def window_runs(self) -> np.ndarray:
         """[len] int64: the run (its position in `runs`) of each window."""
