@@ -1,7 +1,8 @@
 """Benchmark: accuracy of a trained model on the held-out test runs of its dataset.
 
 For every test run: roll the model out from the run's first frames (the settled bed before the
-gate opens, or the drum as it starts to turn) for as long as the LIGGGHTS run lasts (or
+gate opens, from the first frame whence the model's frames land on the opening; or the drum as
+it starts to turn) for as long as the LIGGGHTS run lasts (or
 `--frames`), then `bgnn compare` the rollout with the run. Writes each comparison's report under
 `--out`, a `summary.json` with every run's metrics, and prints the table the model cards quote.
 Rollouts run through the wall guard, as `bgnn simulate` does (its corrections per run are in the
