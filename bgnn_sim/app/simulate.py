@@ -132,7 +132,9 @@ def _plan(container: Container, config: SimulationConfig) -> str:
     return container.plan(config)
 
 
-def _gate_on_frames(config: SimulationConfig, start: float, frame_dt: float, say):
+def _gate_on_frames(
+    config: SimulationConfig, start: float, frame_dt: float, say: Callable[[str], None]
+) -> SimulationConfig:
     """The settings with the gate's opening on the model frame nearest `open_at` (the frames
     fall every `frame_dt` from `start`): a rollout's graph holds the walls present at each of
     its frames, so a gate between two would open up to a frame late."""

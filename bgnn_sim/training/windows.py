@@ -111,8 +111,6 @@ class WindowDataset(torch.utils.data.Dataset):
         rollout never takes it, since it removes a wall on one of its frames (the graph holds
         the walls present at a step's first frame), and the onset it teaches is blurred."""
         weights = torch.ones(len(self.index), dtype=torch.float64)
-        if self.stride == 1:
-            return weights
         starts = np.array([start for _, start in self.index], dtype=np.int64)
         runs = self.window_runs()
         for k in range(len(self.runs)):
