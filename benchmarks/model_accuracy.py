@@ -36,10 +36,12 @@ from bgnn_sim.models.loading import TrainedModel, load_model
 
 COLUMNS = {
     "hopper": ("discharge_fraction_max_error", "t50_relative_error",
-               "mass_flow_rate_relative_error", "wasserstein_mean_m", "leakage_crossings",
-               "guard_corrections", "above_top_max"),
+               "mass_flow_rate_relative_error", "wasserstein_mean_m", "overlap_mean_m",
+               "reference_overlap_mean_m", "leakage_crossings", "guard_corrections",
+               "above_top_max"),
     "drum": ("mixing_entropy_max_error", "repose_angle_error_deg", "wasserstein_mean_m",
-             "leakage_crossings", "leakage_outside_max", "guard_corrections"),
+             "overlap_mean_m", "reference_overlap_mean_m", "leakage_crossings",
+             "leakage_outside_max", "guard_corrections"),
 }  # fmt: skip
 # "all": every run of the dataset (a held-out set generated with its own --seed).
 SPLITS = ("train", "valid", "test", "all")

@@ -39,6 +39,7 @@ def test_liggghts_against_itself_is_perfect():
                  "leakage_crossings", "reference_leakage_crossings"):  # fmt: skip
         assert m[name] == pytest.approx(0.0, abs=1e-12), name
     assert m["sinkhorn_mean_m"] == pytest.approx(0.0, abs=1e-6)
+    assert m["overlap_mean_m"] == m["reference_overlap_mean_m"] > 0.0
 
 
 def test_a_time_shifted_copy_shows_the_shift():

@@ -14,6 +14,8 @@ Metrics (all computed over the paired frames; "error" is rollout minus reference
     kinetic_energy_relative_error  sum_t |E_roll - E_ref| / sum_t E_ref
     wasserstein_mean_m, wasserstein_max_m  W2 between the clouds at a few paired frames
     sinkhorn_mean_m                debiased Sinkhorn divergence at the same frames
+    overlap_mean_m                 mean overlap of touching grains at the same frames
+                                   (reference_overlap_mean_m: the reference's)
     position_error_horizon_m       mean distance between same-id particles `horizon` frames in
     leakage_crossings, leakage_outside_max  of the rollout (reference_... of the reference)
     guard_corrections              particles the rollout's wall guard moved, over the run (when
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bgnn_sim.analysis.contacts import mean_overlap
 from bgnn_sim.analysis.distances import position_error, sinkhorn_divergence, wasserstein
 from bgnn_sim.analysis.summary import Analysis, AnalysisOptions, analyze
 from bgnn_sim.errors import BgnnError
@@ -39,7 +42,8 @@ METRICS = (
     "t50_error_s", "t50_relative_error", "mass_flow_rate_relative_error",
     "mixing_entropy_max_error", "mixing_entropy_mean_error", "lacey_max_error",
     "repose_angle_error_deg", "velocity_profile_rms_error_ms", "wasserstein_mean_m",
-    "wasserstein_max_m", "sinkhorn_mean_m", "horizon_frames", "position_error_horizon_m",
+    "wasserstein_max_m", "sinkhorn_mean_m", "overlap_mean_m", "reference_overlap_mean_m",
+    "horizon_frames", "position_error_horizon_m",
     "leakage_crossings", "leakage_outside_max", "reference_leakage_crossings",
     "reference_leakage_outside_max", "guard_corrections",
 )  # fmt: skip
@@ -122,12 +126,16 @@ def compare(
     clouds = [(_cloud(rollout, frames_r[k]), _cloud(reference, frames_ref[k])) for k in chosen]
     w2 = np.array([wasserstein(a, b) for a, b in clouds])
     sinkhorn = np.array([sinkhorn_divergence(a, b) for a, b in clouds])
+    overlap = [mean_overlap(*_grains(rollout, frames_r[k])) for k in chosen]
+    reference_overlap = [mean_overlap(*_grains(reference, frames_ref[k])) for k in chosen]
     metrics = {
         "paired_frames": len(frames_r),
         **_curve_errors(ours, theirs, frames_r, frames_ref),
         "wasserstein_mean_m": float(w2.mean()) if len(w2) else math.nan,
         "wasserstein_max_m": float(w2.max()) if len(w2) else math.nan,
         "sinkhorn_mean_m": float(sinkhorn.mean()) if len(w2) else math.nan,
+        "overlap_mean_m": float(np.mean(overlap)) if len(w2) else math.nan,
+        "reference_overlap_mean_m": float(np.mean(reference_overlap)) if len(w2) else math.nan,
         "horizon_frames": min(horizon, len(frames_r) - 1),
         "position_error_horizon_m": float(errors[min(horizon, len(frames_r) - 1)]),
         **ours.leakage_counts(),
@@ -153,6 +161,11 @@ def _distance_frames(active_r: np.ndarray, active_ref: np.ndarray, count: int) -
 def _cloud(traj: Trajectory, frame: int) -> np.ndarray:
     """Positions [n_active, 3] of the particles present at `frame`."""
     return traj.positions[frame][traj.active[frame]]
+
+
+def _grains(traj: Trajectory, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions [n_active, 3] and radii [n_active] of the particles present at `frame`."""
+    return _cloud(traj, frame), traj.radius[traj.active[frame]]
 
 
 def _span(time: np.ndarray) -> str:
