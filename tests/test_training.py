@@ -24,6 +24,7 @@ from bgnn_sim.training import distributed
 from bgnn_sim.training.checkpoint import CheckpointError, load_checkpoint
 from bgnn_sim.training.config import TrainConfig
 from bgnn_sim.training.distributed import Context
+from bgnn_sim.training.noise import noisy_history
 from bgnn_sim.training.trainer import CHECKPOINT, Trainer, step_generator
 from tests.helpers import TINY
 
@@ -272,6 +273,26 @@ def test_loss_steps_train_through_the_models_own_steps(tiny_dataset, tmp_path):
     cut = torch.autograd.grad(trainer.window_loss(window, step_generator(0, 0, 0))[n:].sum(),
                               parameters)  # fmt: skip
     assert any(not torch.allclose(a, b) for a, b in zip(through_time, cut, strict=True))
+
+
+@pytest.mark.parametrize("undo_position_noise", [False, True])
+def test_the_target_undoes_the_position_noise_only_when_asked(
+    tiny_dataset, tmp_path, undo_position_noise
+):
+    config = dataclasses.replace(TINY, noise_std=1e-4, pushforward=0, loss_steps=1,
+                                 undo_position_noise=undo_position_noise)  # fmt: skip
+    trainer = Trainer(tiny_dataset, tmp_path / "run", config, Context())
+    window, h = trainer.train_set[0], config.model.history
+    positions, time = window.positions, window.time[h].item()
+    errors = trainer.window_loss(window, step_generator(0, 0, 0))
+    # The same draw of noise as the loss's (its first use of the step's generator).
+    noisy = noisy_history(positions[: h + 1], 1e-4, window.walls, time, step_generator(0, 0, 0))
+    assert not torch.allclose(noisy[-1], positions[h])
+    # GNS's target moves with the last frame's noise: its next velocity is the data's.
+    target_next = positions[h + 1] + (0.0 if undo_position_noise else noisy[-1] - positions[h])
+    target = trainer.simulator.normalise(target_next - 2 * noisy[-1] + noisy[-2])
+    predicted = trainer._predict(noisy, window.types, window, 0, trainer.model)
+    torch.testing.assert_close(errors, (predicted - target) ** 2)
 
 
 def test_narrow_outlet_runs_are_drawn_more_often(tiny_dataset, tmp_path):

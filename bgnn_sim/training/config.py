@@ -25,6 +25,11 @@ class TrainConfig(Checked):
         stride: recorded frames per model frame: the model steps `stride` x the dataset's
             frame (1 ms) at a time; fewer, longer steps make a rollout cheaper.
         noise_std: random-walk input noise, std of the last input velocity (m/frame).
+        undo_position_noise: the first trained step's target is the data's next frame itself,
+            so the model learns to undo the noise's position error too (the overlaps it made
+            included). False (GNS): the target moves with the last input frame's noise, and
+            the model undoes only the velocity error, which leaves it blind to overlaps of the
+            noise's size (3.3 noise_std per coordinate at 5 velocities).
         ema_decay: None trains as ever; a decay (e.g. 0.999) keeps an exponential moving
             average of the weights, updated after every step, and the validation, best.pt
             and model.pt use the averaged weights (the raw ones go on training): a model
@@ -81,6 +86,7 @@ class TrainConfig(Checked):
     lr_final: float = setting(1e-6, above=0.0)
     stride: int = setting(1, at_least=1)
     noise_std: float = setting(3e-7, at_least=0.0)
+    undo_position_noise: bool = False
     ema_decay: float | None = setting(None, at_least=0.0, below=1.0)
     pushforward: int = setting(0, at_least=0)
     pushforward_stage: int = setting(0, at_least=0)

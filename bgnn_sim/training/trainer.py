@@ -165,8 +165,9 @@ class Trainer:
             positions[: h + 1], self.config.noise_std, window.walls, times[h].item(), generator
         )
         # GNS: shift the target by the last input frame's noise, so that the model learns to
-        # correct noisy velocities rather than to reproduce them.
-        shift = history[-1] - positions[h]
+        # correct noisy velocities rather than to reproduce them; with undo_position_noise the
+        # target stays the data's frame, and the model learns to undo the positions' noise too.
+        shift = 0.0 if self.config.undo_position_noise else history[-1] - positions[h]
         depth = self._pushforward_depth(generator)
         history = self._pushforward(history, types, window, depth)
         errors = []
