@@ -14,7 +14,7 @@ Metrics (all computed over the paired frames; "error" is rollout minus reference
     kinetic_energy_relative_error  sum_t |E_roll - E_ref| / sum_t E_ref
     wasserstein_mean_m, wasserstein_max_m  W2 between the clouds at a few paired frames
     sinkhorn_mean_m                debiased Sinkhorn divergence at the same frames
-    overlap_mean_m                 mean overlap of touching grains at the same frames
+    overlap_mean_m                 mean overlap of the touching grains at the same frames, pooled
                                    (reference_overlap_mean_m: the reference's)
     position_error_horizon_m       mean distance between same-id particles `horizon` frames in
     leakage_crossings, leakage_outside_max  of the rollout (reference_... of the reference)
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bgnn_sim.analysis.contacts import mean_overlap
+from bgnn_sim.analysis.contacts import overlaps
 from bgnn_sim.analysis.distances import position_error, sinkhorn_divergence, wasserstein
 from bgnn_sim.analysis.summary import Analysis, AnalysisOptions, analyze
 from bgnn_sim.errors import BgnnError
@@ -126,16 +126,16 @@ def compare(
     clouds = [(_cloud(rollout, frames_r[k]), _cloud(reference, frames_ref[k])) for k in chosen]
     w2 = np.array([wasserstein(a, b) for a, b in clouds])
     sinkhorn = np.array([sinkhorn_divergence(a, b) for a, b in clouds])
-    overlap = [mean_overlap(*_grains(rollout, frames_r[k])) for k in chosen]
-    reference_overlap = [mean_overlap(*_grains(reference, frames_ref[k])) for k in chosen]
+    overlap = _mean_overlap(rollout, frames_r[chosen])
+    reference_overlap = _mean_overlap(reference, frames_ref[chosen])
     metrics = {
         "paired_frames": len(frames_r),
         **_curve_errors(ours, theirs, frames_r, frames_ref),
         "wasserstein_mean_m": float(w2.mean()) if len(w2) else math.nan,
         "wasserstein_max_m": float(w2.max()) if len(w2) else math.nan,
         "sinkhorn_mean_m": float(sinkhorn.mean()) if len(w2) else math.nan,
-        "overlap_mean_m": float(np.mean(overlap)) if len(w2) else math.nan,
-        "reference_overlap_mean_m": float(np.mean(reference_overlap)) if len(w2) else math.nan,
+        "overlap_mean_m": overlap,
+        "reference_overlap_mean_m": reference_overlap,
         "horizon_frames": min(horizon, len(frames_r) - 1),
         "position_error_horizon_m": float(errors[min(horizon, len(frames_r) - 1)]),
         **ours.leakage_counts(),
@@ -163,9 +163,12 @@ def _cloud(traj: Trajectory, frame: int) -> np.ndarray:
     return traj.positions[frame][traj.active[frame]]
 
 
-def _grains(traj: Trajectory, frame: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions [n_active, 3] and radii [n_active] of the particles present at `frame`."""
-    return _cloud(traj, frame), traj.radius[traj.active[frame]]
+def _mean_overlap(traj: Trajectory, frames: np.ndarray) -> float:
+    """Mean overlap (m) of the touching pairs of all `frames`, pooled: a frame with a few
+    grains left weighs as little as its few contacts. 0 with no contact, NaN with no frame."""
+    pooled = np.concatenate([overlaps(_cloud(traj, k), traj.radius[traj.active[k]])
+                             for k in frames] or [np.zeros(0)])  # fmt: skip
+    return float(pooled.mean()) if len(pooled) else (0.0 if len(frames) else math.nan)
 
 
 def _span(time: np.ndarray) -> str:

@@ -2,10 +2,10 @@
 
 A DEM's soft contacts overlap a little (LIGGGHTS's hopper beds ~4-10 um at 4 mm grains); a
 learned simulator that does not push touching grains apart hard enough packs them deeper, and
-a bed packed that way flows differently (benchmarks/TRAINING.md, fifteenth session: the 3-5 ms
+a bed packed that way may flow differently (benchmarks/TRAINING.md, fifteenth session: the 3-5 ms
 hoppers overlap 4-10x as much as LIGGGHTS and discharge late).
 
-    mean_overlap   mean over touching pairs of (r_i + r_j - |x_i - x_j|)   metres
+    overlaps   r_i + r_j - |x_i - x_j| of each touching pair                   [P] metres
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 
-def mean_overlap(positions: np.ndarray, radius: np.ndarray) -> float:
-    """Mean overlap (m) of the touching pairs of spheres at positions [n, 3] with radii [n];
-    0 when none touch."""
+def overlaps(positions: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Overlaps [P] (m, > 0) of the touching pairs of spheres at positions [n, 3] with radii
+    [n]; empty when none touch."""
     if len(positions) < 2:
-        return 0.0
+        return np.zeros(0)
     pairs = cKDTree(positions).query_pairs(2 * float(radius.max()), output_type="ndarray")
     i, j = pairs.T
     overlap = radius[i] + radius[j] - np.linalg.norm(positions[i] - positions[j], axis=1)
-    touching = overlap[overlap > 0]
-    return float(touching.mean()) if len(touching) else 0.0
+    return overlap[overlap > 0]
