@@ -28,8 +28,9 @@ class TrainConfig(Checked):
         undo_position_noise: the first trained step's target is the data's next frame itself,
             so the model learns to undo the noise's position error too (the overlaps it made
             included). False (GNS): the target moves with the last input frame's noise, and
-            the model undoes only the velocity error, which leaves it blind to overlaps of the
-            noise's size (3.3 noise_std per coordinate at 5 velocities).
+            the model undoes only the velocity error, not the position error (3.3 noise_std
+            per coordinate at 5 velocities). Tried on the 4 ms hopper, it left the rollouts'
+            overlaps where they were (benchmarks/TRAINING.md, fifteenth session).
         ema_decay: None trains as ever; a decay (e.g. 0.999) keeps an exponential moving
             average of the weights, updated after every step, and the validation, best.pt
             and model.pt use the averaged weights (the raw ones go on training): a model
