@@ -1,10 +1,10 @@
 """Overlaps between grains: how far a rollout's grains sink into each other.
 
 A DEM's soft contacts overlap a little (LIGGGHTS's hopper beds ~4-10 um at 4 mm grains); a
-learned simulator that does not push touching grains apart hard enough packs them deeper, and
-a bed packed that way may flow differently (benchmarks/TRAINING.md, fifteenth session: the
-4 ms hoppers' grains overlap 2.6-2.8x as deep as LIGGGHTS's, the 2 ms model's 1.3x, and the
-4 ms ones discharge late).
+learned simulator that does not push touching grains apart hard enough packs them deeper
+(benchmarks/TRAINING.md, fifteenth session: the 4 ms hoppers' grains overlap 2.6-2.8x as deep
+as LIGGGHTS's, the 2 ms model's 1.3x; there, a symptom of the longer frame, not what slows
+their discharge).
 
     overlaps   r_i + r_j - |x_i - x_j| of each touching pair                   [P] metres
 """
