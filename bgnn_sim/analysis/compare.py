@@ -166,9 +166,12 @@ def _cloud(traj: Trajectory, frame: int) -> np.ndarray:
 def _mean_overlap(traj: Trajectory, frames: np.ndarray) -> float:
     """Mean overlap (m) of the touching pairs of all `frames`, pooled: a frame with a few
     grains left weighs as little as its few contacts. 0 with no contact, NaN with no frame."""
-    pooled = np.concatenate([overlaps(_cloud(traj, k), traj.radius[traj.active[k]])
-                             for k in frames] or [np.zeros(0)])  # fmt: skip
-    return float(pooled.mean()) if len(pooled) else (0.0 if len(frames) else math.nan)
+    if len(frames) == 0:
+        return math.nan
+    pooled = np.concatenate(
+        [overlaps(_cloud(traj, k), traj.radius[traj.active[k]]) for k in frames]
+    )
+    return float(pooled.mean()) if len(pooled) else 0.0
 
 
 def _span(time: np.ndarray) -> str:
