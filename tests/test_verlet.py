@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bgnn_sim.geometry.generators import drum
-from bgnn_sim.geometry.wall import Rotation, Wall, make_gate
+from bgnn_sim.geometry.wall import Rotation, Static, Wall, make_gate
 from bgnn_sim.graph.features import GraphSpec, build_graph
 from bgnn_sim.graph.verlet import VerletLists
 from bgnn_sim.graph.walls import wall_contacts
@@ -117,3 +117,23 @@ def test_lists_follow_a_gate_that_opens():
 def test_a_skin_must_be_positive():
     with pytest.raises(ValueError, match="skin"):
         VerletLists(0.006, 0.008, skin=0.0)
+
+
+@pytest.mark.parametrize("rpm", [0.0, 30.0])
+def test_only_the_fast_particles_wall_contacts_are_searched_again(rpm):
+    """A bed at rest beside a few fast grains (as at a hopper's outlet): the fast grains' wall
+    contacts are searched again alone, frame after frame, in a still or a turning drum, and
+    every graph is the fresh one."""
+    mesh = drum()
+    motion = Rotation(axis=(0.0, 1.0, 0.0), rpm=rpm) if rpm else Static()
+    wall = Wall("drum", np.asarray(mesh.vertices), np.asarray(mesh.faces), motion)
+    rng = np.random.default_rng(5)
+    n, frames = 300, 30
+    positions = _walks_in_the_drum(rng, n, frames)
+    fall = 1.5e-3 * torch.arange(frames, dtype=positions.dtype)  # 1.5 mm a frame
+    positions[:, :10, 2] -= fall[:, None]
+    lists = VerletLists(SPEC.cutoff, SPEC.walls_reach, skin=1e-3, wall_skin=3e-3)
+    everyone = torch.ones(n, dtype=torch.bool)
+    _assert_same_graphs(lists, positions, lambda frame: everyone, [wall], frames)
+    assert lists.wall_partial_builds >= 5
+    assert lists.wall_builds <= (1 if not rpm else 6)
