@@ -170,14 +170,19 @@ class VerletLists:
         displacement since then (at most their displacement since the full search now plus
         then: `wall_offset`)."""
         moves = self._wall_moves(positions, active, key, triangles)
-        drift = None if moves is None else moves[0] + moves[1] + self._walls.wall_offset
-        stale = None if drift is None else active & (drift > self.wall_skin)
-        if stale is None or _most(stale, active):
+        if moves is not None:
+            moved, wall_moved = moves
+            drift = moved + wall_moved + self._walls.wall_offset
+            stale = active & (drift > self.wall_skin)
+            # One read of both counts (one device sync on a GPU).
+            n_stale, n_active = torch.stack((stale.sum(), active.sum())).tolist()
+        # When most particles are stale, one search of all costs less than searching them apart.
+        if moves is None or 2 * n_stale > n_active:
             self._walls = self._new_wall_build(positions, active, key, triangles)
             drift = positions.new_zeros(len(positions))
-        elif bool(stale.any()):
-            self._search_again(positions, stale, triangles, moves[1])
-            drift = torch.where(stale, 2 * moves[1], drift)
+        elif n_stale:
+            self._search_walls_again(positions, stale, triangles, wall_moved)
+            drift = torch.where(stale, 2 * wall_moved, drift)
         found = self._walls.contacts
         point = found.point_index
         reachable = found.distance <= self.wall_cutoff + drift.index_select(0, point)
@@ -225,7 +230,7 @@ class VerletLists:
         return _WallBuild(positions.clone(), active.clone(), key, triangles.clone(), contacts,
                           positions.new_zeros(len(positions)))  # fmt: skip
 
-    def _search_again(
+    def _search_walls_again(
         self, positions: Tensor, stale: Tensor, triangles: Tensor, wall_moved: float
     ) -> None:
         """Replace the wall candidates of the `stale` particles [N] (bool) by a search of their
@@ -261,9 +266,3 @@ def _moved(build: _PairBuild | _WallBuild | None, positions: Tensor, active: Ten
 
 def _largest(moved: Tensor) -> float:
     return moved.max().item() if len(moved) else 0.0
-
-
-def _most(stale: Tensor, active: Tensor) -> bool:
-    """Whether more than half the active particles [N] are `stale` [N]: then one search of all
-    costs less than searching them apart."""
-    return 2 * int(stale.sum()) > int(active.sum())
